@@ -1,0 +1,1 @@
+"""What the restore program and the sidecar share: config, database access, schema, store."""

@@ -1,0 +1,52 @@
+"""Exception types shared by every part of waha-sync.
+
+Each maps onto one documented exit code: ``ConfigError`` is a usage or
+configuration mistake (exit 2); every other ``WahaSyncError`` is a runtime
+failure (exit 1). Messages never contain secrets and name the field or path
+they are about, plus a ``Try:`` hint where there is an obvious fix.
+"""
+
+from __future__ import annotations
+
+
+class WahaSyncError(Exception):
+    """A failure that is reported as one clear line, without a traceback (exit 1)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def render(self) -> str:
+        """The message plus its ``Try:`` hint, ready for a terminal."""
+        return self.message if not self.hint else f"{self.message}\nTry: {self.hint}"
+
+
+class ConfigError(WahaSyncError):
+    """Bad settings or command-line usage (exit 2)."""
+
+    exit_code = 2
+
+
+class RefusedError(WahaSyncError):
+    """A safety rule refused the operation; a flag can override it (exit 2)."""
+
+    exit_code = 2
+
+
+class DatabaseUnavailable(WahaSyncError):
+    """The database could not be reached or the connection broke."""
+
+
+class FencedError(WahaSyncError):
+    """Another holder claimed the instance; this process must write nothing more."""
+
+
+class UnsafePathError(WahaSyncError):
+    """A stored path would be written outside the target directory."""
+
+
+class IntegrityError(WahaSyncError):
+    """Stored content failed verification (hash or size mismatch, missing chunk)."""

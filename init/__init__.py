@@ -1,0 +1,1 @@
+"""The restore program: fills the sessions volume from the database before WAHA starts."""

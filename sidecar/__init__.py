@@ -1,0 +1,1 @@
+"""The long-running sidecar (continuous sync, HTTP); built on waha_sync.common."""
