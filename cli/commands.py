@@ -1,0 +1,139 @@
+"""Thin handlers for each subcommand: flags, then one call into the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import time
+from datetime import datetime
+from typing import Any
+
+import pg8000.exceptions
+
+from waha_sync.common.config import Settings
+from waha_sync.common.db import Database, sqlstate
+from waha_sync.common.errors import ConfigError
+from waha_sync.common.logs import register_secret
+from waha_sync.common.pgstore import PgStore
+from waha_sync.common.pgurl import parse_url
+from waha_sync.common.push import push
+from waha_sync.common.scan import fmt_bytes
+from waha_sync.common.schema import LATEST, migrate, schema_version
+from waha_sync.init.restore import restore
+
+COMPONENT = {"push": "sync", "restore": "restore", "ls": "cli", "check": "cli"}
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line description of an exception, with SQLSTATE and message for database errors."""
+    code = sqlstate(exc)
+    if code is not None and isinstance(exc, pg8000.exceptions.DatabaseError):
+        return f"database error {code}: {exc.args[0].get('M', '')}"
+    return str(exc) or type(exc).__name__
+
+
+def add_command_flags(name: str, sub: argparse.ArgumentParser) -> None:
+    if name == "push":
+        sub.add_argument("--force", action="store_true",
+                         help="Push even without this instance's restore marker (overwrites).")
+    if name == "restore":
+        sub.add_argument("--at", type=_timestamp, metavar="TIMESTAMP",
+                         help="Restore the tree as of this ISO 8601 time (retained history).")
+        sub.add_argument("--read-only", action="store_true",
+                         help="Restore a copy for inspection: claims nothing; no pushing from it.")
+    if name == "ls":
+        sub.add_argument("--json", action="store_true", help="Print one JSON array.")
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"at: not an ISO 8601 time (got {text!r}); Try: --at 2026-01-09T10:30:00Z"
+        ) from None
+    return value if value.tzinfo else value.astimezone()
+
+
+def open_db(settings: Settings, component: str, wait: float) -> Database:
+    """Validate the URL (before any I/O), then connect, waiting up to ``wait`` seconds."""
+    params = parse_url(settings.require_database_url())
+    if params.password is not None:
+        register_secret(params.password.get_secret_value())
+    db = Database(params, chaos_40001_rate=settings.chaos_40001_rate)
+    db.wait_until_ready(wait, component)
+    return db
+
+
+def run_push(settings: Settings, args: argparse.Namespace) -> int:
+    log = logging.getLogger("waha_sync.sync")
+    if not settings.sessions_dir.is_dir():
+        raise ConfigError(f"sessions_dir: not a directory (got {str(settings.sessions_dir)!r})",
+                          "--sessions-dir pointing at WAHA's sessions folder")
+    db = open_db(settings, "sync", settings.wait_seconds)
+    migrate(db)
+    out = push(PgStore(db), settings, force=args.force)
+    r = out.report
+    log.info(
+        "push done: %d scanned, %d uploaded, %d unchanged, %d deleted, %d skipped; "
+        "%s raw, %s stored; commit %s; %.2fs",
+        out.scanned, r.uploaded, r.unchanged, r.deleted, len([s for s in r.skipped if not s.quiet]),
+        fmt_bytes(r.bytes_raw), fmt_bytes(r.bytes_stored),
+        r.commit_id if r.commit_id is not None else "none (nothing changed)", r.seconds,
+    )
+    return 0
+
+
+def run_restore(settings: Settings, args: argparse.Namespace) -> int:
+    log = logging.getLogger("waha_sync.restore")
+    db = open_db(settings, "restore", settings.wait_seconds)
+    migrate(db)
+    r = restore(PgStore(db), settings, at=args.at, read_only=args.read_only)
+    if r.commit_id == 0:
+        log.info("nothing stored for instance %s; marker written", settings.instance)
+        return 0
+    log.info(
+        "restore done: commit %d, %d files (%d written, %d unchanged, %d local kept), %s; "
+        "epoch %s; %.2fs",
+        r.commit_id, r.files, r.written, r.unchanged, len(r.kept_local), fmt_bytes(r.bytes),
+        r.epoch or "none (read-only)", r.seconds,
+    )
+    return 0
+
+
+def run_ls(settings: Settings, args: argparse.Namespace) -> int:
+    db = open_db(settings, "cli", 0)
+    rows: list[dict[str, Any]] = []
+    if schema_version(db) > 0:
+        for page in PgStore(db).live_entries(settings.instance):
+            rows.extend(
+                {"path": e.path, "size_bytes": e.size_bytes, "sha256": e.sha256,
+                 "updated_at": e.updated_at.isoformat() if e.updated_at else None}
+                for e in page
+            )
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+    else:
+        for row in rows:
+            print(f"{row['size_bytes']:>10}  {row['updated_at']}  {row['path']}")
+    return 0
+
+
+def run_check(settings: Settings, args: argparse.Namespace) -> int:
+    db = open_db(settings, "cli", 0)
+    conn = db.connect()
+    samples = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        conn.run("SELECT 1")
+        samples.append((time.perf_counter() - t0) * 1000)
+    version = schema_version(db)
+    print(f"url:      {db.params.redacted()}")
+    print(f"server:   {db.kind} ({db.version})")
+    print(f"tls:      {'yes' if db.tls else 'no'}")
+    print(f"schema:   {version} (this waha-sync: {LATEST})"
+          + ("" if version else "; created by the first restore or push"))
+    print(f"latency:  {statistics.median(samples):.2f} ms (median of 5 round trips)")
+    return 0

@@ -1,0 +1,70 @@
+"""Logging, configured once per process.
+
+Components log through ``waha_sync.<component>`` loggers and every line is
+prefixed with the component in brackets (``[RESTORE]``, ``[SYNC]``,
+``[HTTP]``). Text lines go to stderr as ``[SYNC] message``; JSON lines carry
+``time``, ``level``, ``component`` and ``message``. Every registered secret is
+replaced by ``***`` in whatever is logged, as a last line of defence.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+COMPONENTS = {"restore": "RESTORE", "sync": "SYNC", "http": "HTTP", "db": "DB", "cli": "CLI"}
+_secrets: set[str] = set()
+
+
+def get_logger(component: str) -> logging.Logger:
+    """The logger for one component: ``restore``, ``sync``, ``http``, ``db`` or ``cli``."""
+    if component not in COMPONENTS:
+        raise ValueError(f"unknown log component {component!r}")
+    return logging.getLogger(f"waha_sync.{component}")
+
+
+def register_secret(value: str | None) -> None:
+    """Never let ``value`` appear in a log line (short values are ignored)."""
+    if value and len(value) >= 4:
+        _secrets.add(value)
+
+
+def scrub(text: str) -> str:
+    for secret in _secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _tag(record: logging.LogRecord) -> str:
+    return COMPONENTS.get(record.name.rpartition(".")[2], "WAHA-SYNC")
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        return scrub(f"[{_tag(record)}] {level}{record.getMessage()}")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "component": _tag(record),
+            "message": record.getMessage(),
+        }
+        return scrub(json.dumps(line, ensure_ascii=False))
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Send waha-sync's logs to stderr in ``fmt`` (text or json); safe to call again."""
+    root = logging.getLogger("waha_sync")
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False

@@ -1,0 +1,130 @@
+"""Walking the sessions directory: what is there, what is left out and why.
+
+Symlinks are never followed (and never stored). A glob without ``/``
+matches any file or folder name; one with ``/`` the whole relative path.
+Every file that is left out is reported with its reason, so nothing is
+dropped silently; the SQLite side files and our own marker folder are
+reported quietly (they are folded into the database snapshot, or ours).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from waha_sync.common.config import ALWAYS_EXCLUDED
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A regular file that may be stored."""
+
+    rel: str
+    path: Path
+    size: int
+    mtime_ns: int
+    mode: int
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file or folder that is not stored this time, and why."""
+
+    rel: str
+    reason: str
+    quiet: bool = False
+
+
+@dataclass
+class ScanResult:
+    candidates: list[Candidate] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @property
+    def present(self) -> set[str]:
+        """Every file path that exists on disk (stored or not), for tombstone decisions."""
+        return {c.rel for c in self.candidates} | {s.rel for s in self.skipped}
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
+
+
+class Excluder:
+    """Decides whether a relative path is excluded, and by which pattern."""
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self.by_name = [p for p in patterns if "/" not in p]
+        self.by_path = [p.strip("/") for p in patterns if "/" in p]
+
+    def match(self, rel: str) -> str | None:
+        name = rel.rpartition("/")[2]
+        for pattern in self.by_name:
+            if fnmatchcase(name, pattern):
+                return pattern
+        for pattern in self.by_path:
+            if fnmatchcase(rel, pattern):
+                return pattern
+        return None
+
+    def covers(self, rel: str) -> bool:
+        """True if ``rel`` or any folder above it is excluded."""
+        parts = rel.split("/")
+        return any(self.match("/".join(parts[: i + 1])) for i in range(len(parts)))
+
+
+def scan(root: Path, patterns: Sequence[str], max_bytes: int) -> ScanResult:
+    """List the files under ``root`` that may be stored, and those left out."""
+    excluder = Excluder(patterns)
+    result = ScanResult()
+    _walk(root, "", excluder, max_bytes, result)
+    result.candidates.sort(key=lambda c: c.rel)
+    return result
+
+
+def _walk(folder: Path, prefix: str, ex: Excluder, max_bytes: int, out: ScanResult) -> None:
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        out.skipped.append(Skipped(prefix.rstrip("/") or ".", f"unreadable folder ({exc.strerror})"))
+        return
+    for entry in entries:
+        try:
+            entry.name.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = prefix + entry.name.encode("utf-8", "backslashreplace").decode()
+            out.skipped.append(Skipped(shown, "name is not valid UTF-8"))
+            continue
+        rel = prefix + entry.name
+        pattern = ex.match(rel)
+        if pattern is not None:
+            quiet = pattern in ALWAYS_EXCLUDED
+            out.skipped.append(Skipped(rel, f"excluded by {pattern!r}", quiet))
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            out.skipped.append(Skipped(rel, f"cannot stat ({exc.strerror})"))
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            out.skipped.append(Skipped(rel, "symlink (links are not followed or stored)"))
+        elif stat.S_ISDIR(st.st_mode):
+            _walk(Path(entry.path), rel + "/", ex, max_bytes, out)
+        elif not stat.S_ISREG(st.st_mode):
+            out.skipped.append(Skipped(rel, "not a regular file"))
+        elif st.st_size > max_bytes:
+            size, limit = fmt_bytes(st.st_size), fmt_bytes(max_bytes)
+            if size == limit:
+                size, limit = f"{st.st_size} B", f"{max_bytes} B"
+            out.skipped.append(Skipped(rel, f"{size} > limit {limit}"))
+        else:
+            mode = stat.S_IMODE(st.st_mode)
+            out.candidates.append(Candidate(rel, Path(entry.path), st.st_size, st.st_mtime_ns, mode))

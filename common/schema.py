@@ -1,0 +1,167 @@
+"""Versioned schema migrations, safe to run from several processes at once.
+
+Each migration is a list of statements; each statement runs in a
+transaction of its own (CockroachDB wants one DDL statement per
+transaction) and is written to be idempotent (``IF NOT EXISTS``, ``OR
+REPLACE``), so two processes migrating at the same moment both succeed.
+Applied versions are recorded in ``waha_sync_migrations``. No advisory locks,
+LISTEN/NOTIFY or large objects are used anywhere.
+
+Tables (all prefixed ``waha_sync_``):
+
+- ``instances``: one row per WAHA deployment: fencing epoch, holder, last commit number.
+- ``blobs`` / ``chunks``: content addressed by the SHA-256 of the raw bytes,
+  compressed with ``codec`` and split into chunks of at most 512 KiB.
+- ``commits``: numbered batches per instance; one push is one commit.
+- ``entries``: the current state per (instance, path), deletions as tombstones.
+- ``versions``: every version per (instance, path, commit) for restores as of a past time.
+- view ``waha_sync_files``: stable columns for operators' own SQL (live files only).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from waha_sync.common.db import Database, Tx, sqlstate
+from waha_sync.common.errors import WahaSyncError
+
+log = logging.getLogger("waha_sync.db")
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "initial schema",
+        [
+            """CREATE TABLE IF NOT EXISTS waha_sync_instances (
+                instance TEXT PRIMARY KEY,
+                epoch BIGINT NOT NULL DEFAULT 0,
+                holder TEXT NOT NULL DEFAULT '',
+                claimed_at TIMESTAMPTZ,
+                last_commit BIGINT NOT NULL DEFAULT 0
+            )""",
+            """CREATE TABLE IF NOT EXISTS waha_sync_blobs (
+                sha256 TEXT PRIMARY KEY,
+                size_bytes BIGINT NOT NULL,
+                codec TEXT NOT NULL,
+                stored_bytes BIGINT NOT NULL,
+                chunks INT NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+            )""",
+            """CREATE TABLE IF NOT EXISTS waha_sync_chunks (
+                sha256 TEXT NOT NULL,
+                seq INT NOT NULL,
+                data BYTEA NOT NULL,
+                PRIMARY KEY (sha256, seq)
+            )""",
+            """CREATE TABLE IF NOT EXISTS waha_sync_commits (
+                instance TEXT NOT NULL,
+                id BIGINT NOT NULL,
+                epoch BIGINT NOT NULL,
+                holder TEXT NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                files_changed INT NOT NULL,
+                files_deleted INT NOT NULL,
+                bytes_raw BIGINT NOT NULL,
+                PRIMARY KEY (instance, id)
+            )""",
+            """CREATE TABLE IF NOT EXISTS waha_sync_entries (
+                instance TEXT NOT NULL,
+                path TEXT NOT NULL,
+                sha256 TEXT,
+                size_bytes BIGINT NOT NULL,
+                mode INT NOT NULL,
+                mtime_ns BIGINT NOT NULL,
+                mime TEXT,
+                deleted BOOLEAN NOT NULL DEFAULT false,
+                commit_id BIGINT NOT NULL,
+                first_uploaded_at TIMESTAMPTZ NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL,
+                PRIMARY KEY (instance, path)
+            )""",
+            """CREATE TABLE IF NOT EXISTS waha_sync_versions (
+                instance TEXT NOT NULL,
+                path TEXT NOT NULL,
+                commit_id BIGINT NOT NULL,
+                sha256 TEXT,
+                size_bytes BIGINT NOT NULL,
+                mode INT NOT NULL,
+                mtime_ns BIGINT NOT NULL,
+                mime TEXT,
+                PRIMARY KEY (instance, path, commit_id)
+            )""",
+            """CREATE INDEX IF NOT EXISTS waha_sync_commits_created
+                ON waha_sync_commits (instance, created_at)""",
+            """CREATE INDEX IF NOT EXISTS waha_sync_versions_commit
+                ON waha_sync_versions (instance, commit_id)""",
+            """CREATE OR REPLACE VIEW waha_sync_files AS
+                SELECT instance, path, size_bytes, sha256, updated_at
+                FROM waha_sync_entries WHERE NOT deleted""",
+        ],
+    ),
+]
+
+LATEST = MIGRATIONS[-1][0]
+_ALREADY_EXISTS = {"42P07", "42710", "23505"}  # duplicate table/object, catalog race
+
+
+def _ddl(db: Database, sql: str) -> None:
+    def apply(tx: Tx) -> None:
+        tx.run(sql)
+
+    try:
+        db.transaction(apply)
+    except Exception as exc:
+        # A concurrent migrator created the same object between our check and
+        # our create; the statement is idempotent, so once more settles it.
+        if sqlstate(exc) not in _ALREADY_EXISTS:
+            raise
+        db.transaction(apply)
+
+
+def schema_version(db: Database) -> int:
+    """The highest applied migration, 0 on an empty database."""
+
+    def read(tx: Tx) -> int:
+        exists = tx.run("SELECT to_regclass('waha_sync_migrations') IS NOT NULL")[0][0]
+        if not exists:
+            return 0
+        return int(tx.run("SELECT coalesce(max(version), 0) FROM waha_sync_migrations")[0][0])
+
+    return db.transaction(read)
+
+
+def migrate(db: Database) -> int:
+    """Bring the schema to ``LATEST``; returns the version now in force."""
+    current = schema_version(db)
+    if current > LATEST:
+        raise WahaSyncError(
+            f"database: schema version {current} is newer than this waha-sync knows ({LATEST})",
+            "upgrade waha-sync to the version that wrote it",
+        )
+    if current == LATEST:
+        return current
+    _ddl(
+        db,
+        """CREATE TABLE IF NOT EXISTS waha_sync_migrations (
+            version INT PRIMARY KEY,
+            name TEXT NOT NULL,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )""",
+    )
+    for version, name, statements in MIGRATIONS:
+        if version <= current:
+            continue
+        for sql in statements:
+            _ddl(db, sql)
+
+        def record(tx: Tx, version: int = version, name: str = name) -> None:
+            tx.run(
+                "INSERT INTO waha_sync_migrations (version, name) VALUES (:v, :n) "
+                "ON CONFLICT (version) DO NOTHING",
+                v=version,
+                n=name,
+            )
+
+        db.transaction(record)
+        log.info("schema: applied migration %d: %s", version, name)
+    return LATEST

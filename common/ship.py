@@ -1,0 +1,162 @@
+"""Shipping changes: read, hash, compress, upload content, then one commit.
+
+This is the core both drivers share: the one-shot ``push`` hands it every
+file of a scan, the sidecar the files that changed. Content is uploaded in
+idempotent transactions of its own first (it is addressed by hash, so an
+orphan left by a crash is harmless and collected later); then a single
+transaction records every changed file and deletion as one commit, so the
+database only ever holds complete commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from waha_sync.common.content import EncodedBlob, encode, sha256_hex
+from waha_sync.common.read import SQLITE_MIME, FileVersion, Vanished, read_version
+from waha_sync.common.scan import Candidate, Skipped, fmt_bytes
+from waha_sync.common.store import Store, StoredEntry
+
+log = logging.getLogger("waha_sync.sync")
+GROUP_BYTES = 16 * 1024 * 1024
+GROUP_FILES = 2000
+
+
+@dataclass
+class ShipReport:
+    """What one shipment did; ``commit_id`` is None when there was nothing to commit."""
+
+    considered: int = 0
+    uploaded: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    vanished: list[str] = field(default_factory=list)
+    bytes_raw: int = 0
+    bytes_stored: int = 0
+    commit_id: int | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Read:
+    entry: StoredEntry
+    blob: EncodedBlob | None  # None: same content as stored
+
+
+def mime_of(rel: str, is_sqlite: bool) -> str | None:
+    import mimetypes
+
+    return SQLITE_MIME if is_sqlite else mimetypes.guess_type(rel, strict=False)[0]
+
+
+def unchanged_by_stat(c: Candidate, stored: StoredEntry | None) -> bool:
+    """Same size, mtime and mode as stored: unchanged without reading (SQLite always re-read)."""
+    return (
+        stored is not None
+        and stored.mime != SQLITE_MIME
+        and (stored.size_bytes, stored.mtime_ns, stored.mode) == (c.size, c.mtime_ns, c.mode)
+    )
+
+
+def _process(c: Candidate, stored: StoredEntry | None) -> _Read | Skipped | str:
+    try:
+        got = read_version(c)
+    except Vanished:
+        return c.rel
+    if isinstance(got, Skipped):
+        return got
+    return _to_read(got, stored)
+
+
+def _to_read(v: FileVersion, stored: StoredEntry | None) -> _Read:
+    sha = sha256_hex(v.data)
+    entry = StoredEntry(v.rel, sha, v.size, v.mode, v.mtime_ns, mime_of(v.rel, v.is_sqlite))
+    if stored is not None and (stored.sha256, stored.mode) == (sha, v.mode):
+        return _Read(entry, None)
+    return _Read(entry, encode(v.data, sha))
+
+
+def _groups(items: Sequence[Candidate]) -> Iterator[list[Candidate]]:
+    group: list[Candidate] = []
+    size = 0
+    for c in items:
+        group.append(c)
+        size += c.size
+        if size >= GROUP_BYTES or len(group) >= GROUP_FILES:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
+
+
+def ship(
+    store: Store,
+    instance: str,
+    epoch: int,
+    holder: str,
+    candidates: Sequence[Candidate],
+    stored: Mapping[str, StoredEntry],
+    deleted: Sequence[str] = (),
+    workers: int = 4,
+) -> ShipReport:
+    """Upload what changed among ``candidates``, then commit it with ``deleted`` as one batch.
+
+    ``stored`` is what the database holds for these paths (for change
+    detection). Files that vanish mid-way are committed as deletions if the
+    database holds them. Raises what ``Store`` raises; nothing is committed then.
+    """
+    started = time.monotonic()
+    report = ShipReport(considered=len(candidates))
+    changed: list[StoredEntry] = []
+    todo = [c for c in candidates if not unchanged_by_stat(c, stored.get(c.rel))]
+    report.unchanged = len(candidates) - len(todo)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read") as pool:
+        pending: list[Future[_Read | Skipped | str]] | None = None
+        for group in [*_groups(todo), []]:
+            nxt = [pool.submit(_process, c, stored.get(c.rel)) for c in group]
+            if pending is not None:
+                _upload([f.result() for f in pending], store, report, changed)
+                log.info(
+                    "uploaded %d of %d changed files so far (%s raw)",
+                    report.uploaded,
+                    len(todo),
+                    fmt_bytes(report.bytes_raw),
+                )
+            pending = nxt
+    gone = [p for p in report.vanished if p in stored] + list(deleted)
+    if changed or gone:
+        result = store.commit(instance, epoch, holder, changed, gone)
+        report.commit_id = result.commit_id
+        report.deleted = result.files_deleted
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _upload(
+    results: list[_Read | Skipped | str],
+    store: Store,
+    report: ShipReport,
+    changed: list[StoredEntry],
+) -> None:
+    blobs: dict[str, EncodedBlob] = {}
+    for r in results:
+        if isinstance(r, Skipped):
+            report.skipped.append(r)
+        elif isinstance(r, str):
+            report.vanished.append(r)
+        elif r.blob is None:
+            report.unchanged += 1
+        else:
+            blobs[r.entry.sha256] = r.blob
+            changed.append(r.entry)
+            report.uploaded += 1
+            report.bytes_raw += r.entry.size_bytes
+    missing = store.missing_blobs(blobs)
+    fresh = [blobs[s] for s in sorted(missing)]
+    store.put_blobs(fresh)
+    report.bytes_stored += sum(b.stored_bytes for b in fresh)

