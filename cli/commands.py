@@ -36,13 +36,23 @@ def describe(exc: BaseException) -> str:
 
 def add_command_flags(name: str, sub: argparse.ArgumentParser) -> None:
     if name == "push":
-        sub.add_argument("--force", action="store_true",
-                         help="Push even without this instance's restore marker (overwrites).")
+        sub.add_argument(
+            "--force",
+            action="store_true",
+            help="Push even without this instance's restore marker (overwrites).",
+        )
     if name == "restore":
-        sub.add_argument("--at", type=_timestamp, metavar="TIMESTAMP",
-                         help="Restore the tree as of this ISO 8601 time (retained history).")
-        sub.add_argument("--read-only", action="store_true",
-                         help="Restore a copy for inspection: claims nothing; no pushing from it.")
+        sub.add_argument(
+            "--at",
+            type=_timestamp,
+            metavar="TIMESTAMP",
+            help="Restore the tree as of this ISO 8601 time (retained history).",
+        )
+        sub.add_argument(
+            "--read-only",
+            action="store_true",
+            help="Restore a copy for inspection: claims nothing; no pushing from it.",
+        )
     if name == "ls":
         sub.add_argument("--json", action="store_true", help="Print one JSON array.")
 
@@ -70,8 +80,10 @@ def open_db(settings: Settings, component: str, wait: float) -> Database:
 def run_push(settings: Settings, args: argparse.Namespace) -> int:
     log = logging.getLogger("waha_sync.sync")
     if not settings.sessions_dir.is_dir():
-        raise ConfigError(f"sessions_dir: not a directory (got {str(settings.sessions_dir)!r})",
-                          "--sessions-dir pointing at WAHA's sessions folder")
+        raise ConfigError(
+            f"sessions_dir: not a directory (got {str(settings.sessions_dir)!r})",
+            "--sessions-dir pointing at WAHA's sessions folder",
+        )
     db = open_db(settings, "sync", settings.wait_seconds)
     migrate(db)
     out = push(PgStore(db), settings, force=args.force)
@@ -79,9 +91,15 @@ def run_push(settings: Settings, args: argparse.Namespace) -> int:
     log.info(
         "push done: %d scanned, %d uploaded, %d unchanged, %d deleted, %d skipped; "
         "%s raw, %s stored; commit %s; %.2fs",
-        out.scanned, r.uploaded, r.unchanged, r.deleted, len([s for s in r.skipped if not s.quiet]),
-        fmt_bytes(r.bytes_raw), fmt_bytes(r.bytes_stored),
-        r.commit_id if r.commit_id is not None else "none (nothing changed)", r.seconds,
+        out.scanned,
+        r.uploaded,
+        r.unchanged,
+        r.deleted,
+        len([s for s in r.skipped if not s.quiet]),
+        fmt_bytes(r.bytes_raw),
+        fmt_bytes(r.bytes_stored),
+        r.commit_id if r.commit_id is not None else "none (nothing changed)",
+        r.seconds,
     )
     return 0
 
@@ -97,8 +115,14 @@ def run_restore(settings: Settings, args: argparse.Namespace) -> int:
     log.info(
         "restore done: commit %d, %d files (%d written, %d unchanged, %d local kept), %s; "
         "epoch %s; %.2fs",
-        r.commit_id, r.files, r.written, r.unchanged, len(r.kept_local), fmt_bytes(r.bytes),
-        r.epoch or "none (read-only)", r.seconds,
+        r.commit_id,
+        r.files,
+        r.written,
+        r.unchanged,
+        len(r.kept_local),
+        fmt_bytes(r.bytes),
+        r.epoch or "none (read-only)",
+        r.seconds,
     )
     return 0
 
@@ -109,8 +133,12 @@ def run_ls(settings: Settings, args: argparse.Namespace) -> int:
     if schema_version(db) > 0:
         for page in PgStore(db).live_entries(settings.instance):
             rows.extend(
-                {"path": e.path, "size_bytes": e.size_bytes, "sha256": e.sha256,
-                 "updated_at": e.updated_at.isoformat() if e.updated_at else None}
+                {
+                    "path": e.path,
+                    "size_bytes": e.size_bytes,
+                    "sha256": e.sha256,
+                    "updated_at": e.updated_at.isoformat() if e.updated_at else None,
+                }
                 for e in page
             )
     if args.json:
@@ -133,7 +161,9 @@ def run_check(settings: Settings, args: argparse.Namespace) -> int:
     print(f"url:      {db.params.redacted()}")
     print(f"server:   {db.kind} ({db.version})")
     print(f"tls:      {'yes' if db.tls else 'no'}")
-    print(f"schema:   {version} (this waha-sync: {LATEST})"
-          + ("" if version else "; created by the first restore or push"))
+    print(
+        f"schema:   {version} (this waha-sync: {LATEST})"
+        + ("" if version else "; created by the first restore or push")
+    )
     print(f"latency:  {statistics.median(samples):.2f} ms (median of 5 round trips)")
     return 0

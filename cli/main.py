@@ -82,7 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         logging.getLogger("waha_sync.cli").error(
-            "unexpected failure: %s: %s", type(exc).__name__, commands.describe(exc),
+            "unexpected failure: %s: %s",
+            type(exc).__name__,
+            commands.describe(exc),
             exc_info=debug,
         )
         return 1

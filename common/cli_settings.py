@@ -79,7 +79,7 @@ def load_settings(args: argparse.Namespace | None = None) -> Settings:
             f"mount the Secret there, or unset {SECRETS_DIR_ENV}",
         )
     try:
-        settings = Settings(_secrets_dir=secrets_dir, **given)
+        settings = Settings(_secrets_dir=secrets_dir, **given)  # type: ignore[call-arg]
     except ValidationError as exc:
         lines = []
         for err in exc.errors():

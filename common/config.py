@@ -142,8 +142,9 @@ class Settings(BaseSettings):
         if self.database_url is None or not self.database_url.get_secret_value().strip():
             raise ConfigError(
                 "database_url: not set",
-                "--database-url URL, or WAHA_SYNC_DATABASE_URL / WHATSAPP_SESSIONS_POSTGRESQL_URL "
-                "/ DATABASE_URL in the environment, or a file of that name in WAHA_SYNC_SECRETS_DIR",
+                "--database-url URL, or WAHA_SYNC_DATABASE_URL / WHATSAPP_SESSIONS_POSTGRESQL_URL"
+                " / DATABASE_URL in the environment, or a file of that name in"
+                " WAHA_SYNC_SECRETS_DIR",
             )
         return self.database_url.get_secret_value().strip()
 

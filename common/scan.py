@@ -94,7 +94,9 @@ def _walk(folder: Path, prefix: str, ex: Excluder, max_bytes: int, out: ScanResu
     try:
         entries = list(os.scandir(folder))
     except OSError as exc:
-        out.skipped.append(Skipped(prefix.rstrip("/") or ".", f"unreadable folder ({exc.strerror})"))
+        out.skipped.append(
+            Skipped(prefix.rstrip("/") or ".", f"unreadable folder ({exc.strerror})")
+        )
         return
     for entry in entries:
         try:
@@ -127,4 +129,6 @@ def _walk(folder: Path, prefix: str, ex: Excluder, max_bytes: int, out: ScanResu
             out.skipped.append(Skipped(rel, f"{size} > limit {limit}"))
         else:
             mode = stat.S_IMODE(st.st_mode)
-            out.candidates.append(Candidate(rel, Path(entry.path), st.st_size, st.st_mtime_ns, mode))
+            out.candidates.append(
+                Candidate(rel, Path(entry.path), st.st_size, st.st_mtime_ns, mode)
+            )

@@ -105,8 +105,10 @@ def restore(
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"sessions_dir: cannot create ({exc.strerror}) (got {str(root)!r})",
-                          "--sessions-dir pointing at a writable folder") from exc
+        raise ConfigError(
+            f"sessions_dir: cannot create ({exc.strerror}) (got {str(root)!r})",
+            "--sessions-dir pointing at a writable folder",
+        ) from exc
     name = settings.instance
     report = RestoreReport()
     if read_only:
@@ -130,8 +132,17 @@ def restore(
         log.info("... and %d more local files kept", len(report.kept_local) - 20)
     write_marker(
         root,
-        Marker(name, report.epoch, inst.holder if inst else "", report.commit_id, read_only,
-               "restore", datetime.now(UTC).isoformat(), report.files, report.bytes),
+        Marker(
+            name,
+            report.epoch,
+            inst.holder if inst else "",
+            report.commit_id,
+            read_only,
+            "restore",
+            datetime.now(UTC).isoformat(),
+            report.files,
+            report.bytes,
+        ),
     )
     report.seconds = time.monotonic() - started
     return report

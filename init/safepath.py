@@ -11,10 +11,12 @@ stands under a final name.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
 import threading
+from pathlib import Path
 
 from waha_sync.common.errors import UnsafePathError, WahaSyncError
 
@@ -85,7 +87,7 @@ class TargetDir:
                 raise UnsafePathError(
                     f"{path!r}: refusing to write through {walked!r}, which is a symlink "
                     "or not a folder",
-                    f"remove {os.path.join(self.root, walked)} and restore again",
+                    f"remove {Path(self.root, walked)} and restore again",
                 ) from exc
             raise
 
@@ -110,13 +112,13 @@ class TargetDir:
                 os.close(fd)
             os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
         except OSError as exc:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=dfd)
-            except OSError:
-                pass
             if exc.errno == errno.ENOSPC:
-                raise WahaSyncError(f"{path}: no space left on the target volume",
-                                    "free space or enlarge the volume, then restore again") from exc
+                raise WahaSyncError(
+                    f"{path}: no space left on the target volume",
+                    "free space or enlarge the volume, then restore again",
+                ) from exc
             raise WahaSyncError(f"{path}: cannot write ({exc.strerror})") from exc
 
     def sync(self) -> None:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from pathlib import Path
 
 import pytest
-
 from conftest import DbTarget
-from waha_sync.main import main
 from wahatree import (
     SqliteWriter,
     make_edge_cases,
@@ -20,15 +17,6 @@ from wahatree import (
 )
 
 LIMIT = 200_000
-
-
-def run(db: DbTarget, *args: str) -> int:
-    os.environ["WAHA_SYNC_DATABASE_URL"] = db.url
-    os.environ["WAHA_SYNC_CHAOS_40001_RATE"] = str(db.chaos_rate)
-    try:
-        return main(list(args))
-    finally:
-        del os.environ["WAHA_SYNC_DATABASE_URL"], os.environ["WAHA_SYNC_CHAOS_40001_RATE"]
 
 
 @pytest.fixture
@@ -42,7 +30,9 @@ def waha_tree(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 
 def test_round_trip_with_live_sqlite_writer(
-    db: DbTarget, waha_tree: tuple[Path, dict[str, str]], tmp_path: Path,
+    db: DbTarget,
+    waha_tree: tuple[Path, dict[str, str]],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     root, expect = waha_tree
@@ -53,7 +43,7 @@ def test_round_trip_with_live_sqlite_writer(
         while writer.committed < 520:
             pass
         committed_before_push = writer.committed
-        assert run(db, "push", "--sessions-dir", str(root), "--max-file-bytes", str(LIMIT)) == 0
+        assert db.cli("push", "--sessions-dir", str(root), "--max-file-bytes", str(LIMIT)) == 0
     finally:
         writer.stop()
     messages = capsys.readouterr().err
@@ -61,7 +51,7 @@ def test_round_trip_with_live_sqlite_writer(
     assert "skipped default/escape.json: symlink" in messages
 
     out = tmp_path / "restored"
-    assert run(db, "restore", "--sessions-dir", str(out)) == 0
+    assert db.cli("restore", "--sessions-dir", str(out)) == 0
 
     got = tree_digest(out)
     want = tree_digest(root)
@@ -85,23 +75,25 @@ def test_round_trip_with_live_sqlite_writer(
 
 
 def test_second_push_uploads_nothing_and_deletions_become_tombstones(
-    db: DbTarget, waha_tree: tuple[Path, dict[str, str]], tmp_path: Path,
+    db: DbTarget,
+    waha_tree: tuple[Path, dict[str, str]],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     root, _ = waha_tree
-    assert run(db, "push", "--sessions-dir", str(root), "--max-file-bytes", str(LIMIT)) == 0
-    assert run(db, "ls", "--json") == 0
+    assert db.cli("push", "--sessions-dir", str(root), "--max-file-bytes", str(LIMIT)) == 0
+    assert db.cli("ls", "--json") == 0
     first = {r["path"] for r in json.loads(capsys.readouterr().out)}
     assert "default/alice/creds.json" in first
 
     (root / "default" / "alice" / "pre-key-7.json").unlink()
-    assert run(db, "push", "--sessions-dir", str(root), "--max-file-bytes", str(LIMIT)) == 0
-    assert run(db, "ls", "--json") == 0
+    assert db.cli("push", "--sessions-dir", str(root), "--max-file-bytes", str(LIMIT)) == 0
+    assert db.cli("ls", "--json") == 0
     rows = json.loads(capsys.readouterr().out)
     assert {r["path"] for r in rows} == first - {"default/alice/pre-key-7.json"}
     assert set(rows[0]) == {"path", "size_bytes", "sha256", "updated_at"}
 
     out = tmp_path / "restored"
-    assert run(db, "restore", "--sessions-dir", str(out)) == 0
+    assert db.cli("restore", "--sessions-dir", str(out)) == 0
     assert not (out / "default" / "alice" / "pre-key-7.json").exists()
     assert (out / "default" / "alice" / "pre-key-8.json").exists()

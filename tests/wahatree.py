@@ -43,11 +43,15 @@ def make_noweb_session(folder: Path, prekeys: int = 800, seed: int = 0) -> None:
     for n in range(1, prekeys + 1):
         write_json(folder / f"pre-key-{n}.json", {"private": _key(rng), "public": _key(rng)})
     for n in range(prekeys // 20 + 1):
-        write_json(folder / f"session-{rng.randint(10**10, 10**11)}.{n}.json",
-                   {"_sessions": {_key(rng, 33): {"registrationId": n, "chain": _key(rng, 200)}}})
+        write_json(
+            folder / f"session-{rng.randint(10**10, 10**11)}.{n}.json",
+            {"_sessions": {_key(rng, 33): {"registrationId": n, "chain": _key(rng, 200)}}},
+        )
     for n in range(prekeys // 40 + 1):
-        write_json(folder / f"app-state-sync-key-{_key(rng, 6).replace('/', '_')}.json",
-                   {"keyData": _key(rng), "fingerprint": {"rawId": n}, "timestamp": n})
+        write_json(
+            folder / f"app-state-sync-key-{_key(rng, 6).replace('/', '_')}.json",
+            {"keyData": _key(rng), "fingerprint": {"rawId": n}, "timestamp": n},
+        )
 
 
 def make_sqlite(path: Path, rows: int = 100) -> None:
@@ -114,7 +118,9 @@ def make_edge_cases(root: Path, outside: Path, max_bytes: int) -> dict[str, str]
     return expect
 
 
-def tree_digest(root: Path, ignore: tuple[str, ...] = (".waha-sync",)) -> dict[str, tuple[str, int]]:
+def tree_digest(
+    root: Path, ignore: tuple[str, ...] = (".waha-sync",)
+) -> dict[str, tuple[str, int]]:
     """{relative path: (sha256, permission bits)} of every regular file, symlinks left out."""
     out: dict[str, tuple[str, int]] = {}
     for folder, dirs, files in os.walk(root):
