@@ -64,7 +64,7 @@ def make_tree(root: Path, files: int, mb: float, seed: int) -> tuple[int, int]:
     make_sqlite(ns / "waha.sqlite3", rows=2000)
     gows = max(1, round(mb * SQLITE_SHARE / 4))  # ~4 MiB per gows.db (~18.5 B per row)
     for i in range(gows):
-        rows = int(target * SQLITE_SHARE / gows / 18.5)
+        rows = int(target * SQLITE_SHARE / gows / 18.5) + 997 * i  # distinct content
         make_sqlite(ns / f"gows-{i + 1}" / "gows.db", rows=rows)
     media_est = max(0, int(target * (1 - SQLITE_SHARE) / MEDIA_AVG))
     left = max(noweb_files(1), files - 1 - gows - media_est)

@@ -1,0 +1,161 @@
+"""The config pipeline and the CLI contract, run as real processes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import DbTarget
+from waha_sync.common.cli_settings import add_setting_flags, load_settings
+from waha_sync.common.config import Settings
+from waha_sync.common.errors import ConfigError
+
+SECRET = "s3cr3t-Pa55word"
+
+
+def waha_sync(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("WAHA_SYNC_")}
+    base.pop("DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "waha_sync", *args],
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["--instance", "bad name"], {}, "instance: must be 1-64 letters"),
+        (["--max-file-bytes", "0"], {}, "max_file_bytes: Input should be greater than or equal"),
+        ([], {"WAHA_SYNC_MAX_FILE_BYTES": "ten"}, "max_file_bytes: Input should be a valid integer"),
+        (["--log-level", "LOUD"], {}, "log_level: Input should be 'DEBUG'"),
+        (["--workers", "999"], {}, "workers: Input should be less than or equal to 64"),
+        ([], {"WAHA_SYNC_SECRETS_DIR": "/nonexistent/secrets"}, "secrets_dir: not a directory"),
+        ([], {}, "database_url: not set"),
+        (["--database-url", f"mysql://u:{SECRET}@h/db"], {}, "database_url:"),
+        (["--database-url", f"postgres://u:{SECRET}@h:99999/db"], {}, "database_url:"),
+        (["--database-url", f"postgres://u:{SECRET}@h/db?sslmode=verify"], {}, "sslmode"),
+    ],
+)
+def test_bad_config_exits_2_with_field_value_and_hint(
+    args: list[str], env: dict[str, str], expected: str, tmp_path: Path
+) -> None:
+    proc = waha_sync("restore", "--sessions-dir", str(tmp_path / "never"), *args, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert expected in proc.stderr
+    assert "Try:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert SECRET not in proc.stderr + proc.stdout
+    assert not (tmp_path / "never").exists(), "no I/O before the config is valid"
+
+
+def test_unreachable_database_exits_1_after_waiting(tmp_path: Path) -> None:
+    url = f"postgresql://postgres:{SECRET}@127.0.0.1:1/postgres?connect_timeout=2"
+    proc = waha_sync(
+        "restore", "--sessions-dir", str(tmp_path / "t"), "--wait-seconds", "2",
+        env={"WAHA_SYNC_DATABASE_URL": url},
+    )
+    assert proc.returncode == 1
+    assert "[RESTORE] waiting for the database (attempt 1)" in proc.stderr
+    assert "127.0.0.1:1" in proc.stderr and "gave up after" in proc.stderr
+    assert SECRET not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_every_setting_has_an_env_twin_and_a_flag() -> None:
+    parser = argparse.ArgumentParser()
+    add_setting_flags(parser)
+    flags = {a for action in parser._actions for a in action.option_strings}
+    for name in Settings.model_fields:
+        assert f"--{name.replace('_', '-')}" in flags
+    assert "--secrets-dir" in flags
+
+
+def test_precedence_cli_over_env_over_secret_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "WAHA_SYNC_DATABASE_URL").write_text("postgresql://from-file@h/db\n")
+    (secrets / "WAHA_SYNC_INSTANCE").write_text("from-file")
+    monkeypatch.setenv("WAHA_SYNC_SECRETS_DIR", str(secrets))
+    for key in [k for k in os.environ if k.startswith("WAHA_SYNC_") and "SECRETS" not in k]:
+        monkeypatch.delenv(key)
+    parser = argparse.ArgumentParser()
+    add_setting_flags(parser)
+
+    s = load_settings(parser.parse_args([]))
+    assert s.require_database_url() == "postgresql://from-file@h/db"
+    assert s.instance == "from-file"
+    monkeypatch.setenv("WAHA_SYNC_INSTANCE", "from-env")
+    assert load_settings(parser.parse_args([])).instance == "from-env"
+    s = load_settings(parser.parse_args(["--instance", "from-cli"]))
+    assert s.instance == "from-cli"
+    assert s.sessions_dir == Path("/app/.sessions")
+
+
+@pytest.mark.parametrize("alias", ["WHATSAPP_SESSIONS_POSTGRESQL_URL", "DATABASE_URL"])
+def test_database_url_aliases(alias: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("WAHA_SYNC_DATABASE_URL", "WHATSAPP_SESSIONS_POSTGRESQL_URL", "DATABASE_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv(alias, "postgresql://u@h/db")
+    assert load_settings(None).require_database_url() == "postgresql://u@h/db"
+
+
+def test_exclude_takes_a_comma_list_and_repeatable_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WAHA_SYNC_EXCLUDE", "Cache, *.bak")
+    assert load_settings(None).exclude == ["Cache", "*.bak"]
+    parser = argparse.ArgumentParser()
+    add_setting_flags(parser)
+    args = parser.parse_args(["--exclude", "a", "--exclude", "b/*"])
+    excludes = load_settings(args).excludes()
+    assert excludes[:2] == ("a", "b/*") and "*-wal" in excludes
+
+
+def test_password_is_redacted_in_repr_and_errors() -> None:
+    s = Settings(database_url=f"postgresql://u:{SECRET}@h/db")
+    assert SECRET not in repr(s) and SECRET not in str(s.model_dump())
+    with pytest.raises(ConfigError) as err:
+        load_settings(argparse.Namespace(setting_database_url=f"x://u:{SECRET}@h", setting_workers=0))
+    assert SECRET not in err.value.render()
+
+
+@pytest.mark.parametrize("command", ["push", "restore", "ls", "check"])
+def test_help_describes_every_command(command: str) -> None:
+    proc = waha_sync(command, "--help")
+    assert proc.returncode == 0
+    assert "--database-url" in proc.stdout and "--sessions-dir" in proc.stdout
+
+
+def test_usage_error_exits_2() -> None:
+    assert waha_sync("frobnicate").returncode == 2
+    assert waha_sync("restore", "--at", "yesterday").returncode == 2
+
+
+def test_check_reports_server_and_redacts(plain_db: DbTarget) -> None:
+    proc = waha_sync("check", env=plain_db.env())
+    assert proc.returncode == 0, proc.stderr
+    assert "server:   postgresql (PostgreSQL" in proc.stdout
+    assert "tls:      no" in proc.stdout and "latency:" in proc.stdout
+    password = plain_db.url.split(":")[2].split("@")[0]
+    assert password not in proc.stdout + proc.stderr
+    assert "schema:   0" in proc.stdout
+
+
+def test_json_logs(plain_db: DbTarget, tmp_path: Path) -> None:
+    import json
+
+    proc = waha_sync("restore", "--sessions-dir", str(tmp_path / "t"), "--log-format", "json",
+                     env=plain_db.env())
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert {"time", "level", "component", "message"} <= set(lines[-1])
+    assert any(line["component"] == "RESTORE" for line in lines)
