@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pg8000.exceptions
+from pydantic import SecretStr
 
 from waha_sync.common.config import Settings
 from waha_sync.common.db import Database, sqlstate
@@ -23,7 +26,7 @@ from waha_sync.common.scan import fmt_bytes
 from waha_sync.common.schema import LATEST, migrate, schema_version
 from waha_sync.init.restore import restore
 
-COMPONENT = {"push": "sync", "restore": "restore", "ls": "cli", "check": "cli"}
+COMPONENT = {"push": "sync", "restore": "restore", "ls": "cli", "check": "cli", "up": "sync"}
 
 
 def describe(exc: BaseException) -> str:
@@ -52,6 +55,14 @@ def add_command_flags(name: str, sub: argparse.ArgumentParser) -> None:
             "--read-only",
             action="store_true",
             help="Restore a copy for inspection: claims nothing; no pushing from it.",
+        )
+    if name == "up":
+        sub.add_argument(
+            "--local-port",
+            type=int,
+            default=None,
+            metavar="PORT",
+            help="TCP port of the embedded PostgreSQL (default: a free one).",
         )
     if name == "ls":
         sub.add_argument("--json", action="store_true", help="Print one JSON array.")
@@ -110,7 +121,6 @@ def run_restore(settings: Settings, args: argparse.Namespace) -> int:
     migrate(db)
     r = restore(PgStore(db), settings, at=args.at, read_only=args.read_only)
     if r.commit_id == 0:
-        log.info("nothing stored for instance %s; marker written", settings.instance)
         return 0
     log.info(
         "restore done: commit %d, %d files (%d written, %d unchanged, %d local kept), %s; "
@@ -167,3 +177,35 @@ def run_check(settings: Settings, args: argparse.Namespace) -> int:
     )
     print(f"latency:  {statistics.median(samples):.2f} ms (median of 5 round trips)")
     return 0
+
+
+def local_state_dir() -> Path:
+    """Where ``up`` keeps its embedded PostgreSQL: the user's state directory."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/waha-sync")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "waha-sync"
+
+
+def run_up(settings: Settings, args: argparse.Namespace) -> int:
+    """Restore, then push once; with no database URL, on an embedded PostgreSQL."""
+    from waha_sync.common.localpg import LocalPostgres
+
+    log = logging.getLogger("waha_sync.sync")
+    local = None
+    if settings.database_url is None:
+        local = LocalPostgres(local_state_dir() / "postgres", port=args.local_port)
+        local.start()
+        log.info(
+            "no database URL given: embedded PostgreSQL in %s at %s",
+            local.data_dir,
+            parse_url(local.url()).redacted(),
+        )
+        settings = settings.model_copy(update={"database_url": SecretStr(local.url())})
+    try:
+        once = argparse.Namespace(at=None, read_only=False, force=False)
+        code = run_restore(settings, once)
+        return code or run_push(settings, once)
+    finally:
+        if local is not None:
+            local.stop()

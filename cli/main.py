@@ -34,6 +34,13 @@ COMMANDS = {
         "alone, differing ones replaced, unknown ones kept and listed. Writes the marker "
         ".waha-sync/restored.json on success.",
     ),
+    "up": (
+        commands.run_up,
+        "Run locally: restore, then push (an embedded PostgreSQL if no URL is given).",
+        "For a laptop: with no database URL configured, starts an embedded PostgreSQL whose "
+        "data lives in the user's state directory (printed), restores --sessions-dir from it, "
+        "then pushes the directory once. Continuous sync comes with the sidecar.",
+    ),
     "ls": (commands.run_ls, "List the stored live files of the instance.", None),
     "check": (
         commands.run_check,

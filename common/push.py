@@ -87,7 +87,7 @@ def push(store: Store, settings: Settings, *, force: bool = False) -> PushOutcom
     log.info(
         "scanned %d files (%d left out); %d stored",
         len(found.candidates),
-        len(found.skipped),
+        len([s for s in found.skipped if not s.quiet]),
         len(stored),
     )
     excluder = Excluder(settings.excludes())

@@ -24,7 +24,7 @@ from pathlib import Path
 from waha_sync.common.config import Settings
 from waha_sync.common.content import decode
 from waha_sync.common.errors import ConfigError
-from waha_sync.common.marker import MARKER_DIR, Marker, write_marker
+from waha_sync.common.marker import MARKER_DIR, Marker, marker_path, write_marker
 from waha_sync.common.push import holder_name
 from waha_sync.common.store import Store, StoredEntry
 from waha_sync.init.safepath import TMP_MARK, TargetDir, check_rel
@@ -144,6 +144,13 @@ def restore(
             report.bytes,
         ),
     )
+    if settings.uid is not None or settings.gid is not None:
+        owner = (
+            -1 if settings.uid is None else settings.uid,
+            -1 if settings.gid is None else settings.gid,
+        )
+        for path in (root, root / MARKER_DIR, marker_path(root)):
+            os.chown(path, *owner)  # the sidecar, not root, updates these later
     report.seconds = time.monotonic() - started
     return report
 

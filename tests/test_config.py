@@ -36,7 +36,11 @@ def waha_sync(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     [
         (["--instance", "bad name"], {}, "instance: must be 1-64 letters"),
         (["--max-file-bytes", "0"], {}, "max_file_bytes: Input should be greater than or equal"),
-        ([], {"WAHA_SYNC_MAX_FILE_BYTES": "ten"}, "max_file_bytes: Input should be a valid integer"),
+        (
+            [],
+            {"WAHA_SYNC_MAX_FILE_BYTES": "ten"},
+            "max_file_bytes: Input should be a valid integer",
+        ),
         (["--log-level", "LOUD"], {}, "log_level: Input should be 'DEBUG'"),
         (["--workers", "999"], {}, "workers: Input should be less than or equal to 64"),
         ([], {"WAHA_SYNC_SECRETS_DIR": "/nonexistent/secrets"}, "secrets_dir: not a directory"),
@@ -61,7 +65,11 @@ def test_bad_config_exits_2_with_field_value_and_hint(
 def test_unreachable_database_exits_1_after_waiting(tmp_path: Path) -> None:
     url = f"postgresql://postgres:{SECRET}@127.0.0.1:1/postgres?connect_timeout=2"
     proc = waha_sync(
-        "restore", "--sessions-dir", str(tmp_path / "t"), "--wait-seconds", "2",
+        "restore",
+        "--sessions-dir",
+        str(tmp_path / "t"),
+        "--wait-seconds",
+        "2",
         env={"WAHA_SYNC_DATABASE_URL": url},
     )
     assert proc.returncode == 1
@@ -124,7 +132,9 @@ def test_password_is_redacted_in_repr_and_errors() -> None:
     s = Settings(database_url=f"postgresql://u:{SECRET}@h/db")
     assert SECRET not in repr(s) and SECRET not in str(s.model_dump())
     with pytest.raises(ConfigError) as err:
-        load_settings(argparse.Namespace(setting_database_url=f"x://u:{SECRET}@h", setting_workers=0))
+        load_settings(
+            argparse.Namespace(setting_database_url=f"x://u:{SECRET}@h", setting_workers=0)
+        )
     assert SECRET not in err.value.render()
 
 
@@ -153,8 +163,9 @@ def test_check_reports_server_and_redacts(plain_db: DbTarget) -> None:
 def test_json_logs(plain_db: DbTarget, tmp_path: Path) -> None:
     import json
 
-    proc = waha_sync("restore", "--sessions-dir", str(tmp_path / "t"), "--log-format", "json",
-                     env=plain_db.env())
+    proc = waha_sync(
+        "restore", "--sessions-dir", str(tmp_path / "t"), "--log-format", "json", env=plain_db.env()
+    )
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stderr.splitlines()]
     assert {"time", "level", "component", "message"} <= set(lines[-1])

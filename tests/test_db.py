@@ -150,5 +150,5 @@ def test_large_files_are_chunked_under_512_kib(plain_db: DbTarget, tmp_path: Pat
 
 def test_connection_loss_is_reported_as_unavailable(pg_server: object, tmp_path: Path) -> None:
     conn = Database(parse_url("postgresql://u:pw@127.0.0.1:1/db?connect_timeout=2"))
-    with pytest.raises(DatabaseUnavailable, match="127.0.0.1:1"):
+    with pytest.raises(DatabaseUnavailable, match=r"127\.0\.0\.1:1"):
         conn.transaction(lambda tx: tx.run("SELECT 1"))

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from conftest import DbTarget
 from wahatree import make_noweb_session, tree_digest
 
@@ -171,3 +172,16 @@ def test_invalid_json_keeps_the_stored_version(
     target = tmp_path / "target"
     assert db.cli("restore", "--sessions-dir", str(target)) == 0
     assert (target / "default" / "alice" / "creds.json").read_bytes() == good
+
+
+def test_uid_and_gid_own_everything_restored(db: DbTarget, pushed: Path, tmp_path: Path) -> None:
+    import os
+
+    root = os.geteuid() == 0  # only root can give files away; CI runs as root
+    uid, gid = (1234, 2345) if root else (os.getuid(), os.getgid())
+    target = tmp_path / "owned"
+    assert (
+        db.cli("restore", "--uid", str(uid), "--gid", str(gid), "--sessions-dir", str(target)) == 0
+    )
+    owners = {(p.stat().st_uid, p.stat().st_gid) for p in [target, *target.rglob("*")]}
+    assert owners == {(uid, gid)}

@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+
 from conftest import DbTarget
 from wahatree import (
     SqliteWriter,
