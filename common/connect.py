@@ -74,6 +74,8 @@ def _make_socket(p: ConnParams, timeout: float) -> socket.socket:
         return sock
     sock = socket.create_connection((p.host, p.port), timeout=timeout)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    # As libpq does: without it, multi-packet queries wait on delayed ACKs.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
         if hasattr(socket, name):
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)

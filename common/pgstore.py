@@ -14,6 +14,7 @@ from typing import Any
 from waha_sync.common.content import EncodedBlob
 from waha_sync.common.db import Database, Tx
 from waha_sync.common.errors import FencedError
+from waha_sync.common.pgarray import bytea_array, int_array, text_array
 from waha_sync.common.store import CommitResult, Instance, StoredEntry
 
 PAGE = 1000
@@ -28,19 +29,28 @@ _CLAIM = (
     "SET epoch = i.epoch + 1, holder = excluded.holder, claimed_at = excluded.claimed_at "
     "RETURNING instance, epoch, holder, last_commit, claimed_at"
 )
-_UPSERT_ENTRIES = """
-INSERT INTO waha_sync_entries AS e (instance, path, sha256, size_bytes, mode, mtime_ns, mime,
-    deleted, commit_id, first_uploaded_at, updated_at)
-SELECT :name, u.path, u.sha, u.size, u.mode, u.mtime, u.mime, false, :cid, now(), now()
-FROM unnest(CAST(:paths AS TEXT[]), CAST(:shas AS TEXT[]), CAST(:sizes AS BIGINT[]),
-            CAST(:modes AS INT[]), CAST(:mtimes AS BIGINT[]), CAST(:mimes AS TEXT[]))
-     AS u(path, sha, size, mode, mtime, mime)
-ON CONFLICT (instance, path) DO UPDATE SET
-    sha256 = excluded.sha256, size_bytes = excluded.size_bytes, mode = excluded.mode,
-    mtime_ns = excluded.mtime_ns, mime = excluded.mime, commit_id = excluded.commit_id,
-    first_uploaded_at = CASE WHEN e.deleted THEN excluded.first_uploaded_at
-                             ELSE e.first_uploaded_at END,
-    deleted = false, updated_at = excluded.updated_at
+# One statement writes the current state and the version history from the
+# same parameters (sent once); CockroachDB supports data-modifying CTEs.
+_RECORD_CHANGES = """
+WITH u AS (
+    SELECT * FROM unnest(CAST(:paths AS TEXT[]), CAST(:shas AS TEXT[]),
+        CAST(:sizes AS BIGINT[]), CAST(:modes AS INT[]), CAST(:mtimes AS BIGINT[]),
+        CAST(:mimes AS TEXT[])) AS u(path, sha, size, mode, mtime, mime)
+), cur AS (
+    INSERT INTO waha_sync_entries AS e (instance, path, sha256, size_bytes, mode, mtime_ns,
+        mime, deleted, commit_id, first_uploaded_at, updated_at)
+    SELECT :name, path, sha, size, mode, mtime, mime, false, :cid, now(), now() FROM u
+    ON CONFLICT (instance, path) DO UPDATE SET
+        sha256 = excluded.sha256, size_bytes = excluded.size_bytes, mode = excluded.mode,
+        mtime_ns = excluded.mtime_ns, mime = excluded.mime, commit_id = excluded.commit_id,
+        first_uploaded_at = CASE WHEN e.deleted THEN excluded.first_uploaded_at
+                                 ELSE e.first_uploaded_at END,
+        deleted = false, updated_at = excluded.updated_at
+    RETURNING 1
+)
+INSERT INTO waha_sync_versions (instance, path, commit_id, sha256, size_bytes, mode, mtime_ns,
+    mime)
+SELECT :name, path, :cid, sha, size, mode, mtime, mime FROM u
 """
 _INSERT_VERSIONS = """
 INSERT INTO waha_sync_versions (instance, path, commit_id, sha256, size_bytes, mode, mtime_ns, mime)
@@ -64,26 +74,26 @@ def _instance(row: list[Any]) -> Instance:
     return Instance(row[0], int(row[1]), str(row[2]), int(row[3]), row[4])
 
 
-def _columns(entries: Sequence[StoredEntry]) -> dict[str, list[Any]]:
+def _columns(entries: Sequence[StoredEntry]) -> dict[str, str]:
     return {
-        "paths": [e.path for e in entries],
-        "shas": [e.sha256 for e in entries],
-        "sizes": [e.size_bytes for e in entries],
-        "modes": [e.mode for e in entries],
-        "mtimes": [e.mtime_ns for e in entries],
-        "mimes": [e.mime for e in entries],
+        "paths": text_array(e.path for e in entries),
+        "shas": text_array(e.sha256 for e in entries),
+        "sizes": int_array(e.size_bytes for e in entries),
+        "modes": int_array(e.mode for e in entries),
+        "mtimes": int_array(e.mtime_ns for e in entries),
+        "mimes": text_array(e.mime for e in entries),
     }
 
 
-def _tombstones(rows: list[list[Any]]) -> dict[str, list[Any]]:
+def _tombstones(rows: list[list[Any]]) -> dict[str, str]:
     """Version columns for deleted paths: no content, last known mode and mtime."""
-    none: list[Any] = [None] * len(rows)
+    none = text_array(None for _ in rows)
     return {
-        "paths": [r[0] for r in rows],
+        "paths": text_array(r[0] for r in rows),
         "shas": none,
-        "sizes": [0] * len(rows),
-        "modes": [r[2] for r in rows],
-        "mtimes": [int(r[3]) for r in rows],
+        "sizes": int_array(0 for _ in rows),
+        "modes": int_array(r[2] for r in rows),
+        "mtimes": int_array(r[3] for r in rows),
         "mimes": none,
     }
 
@@ -168,7 +178,7 @@ class PgStore:
             def read(tx: Tx, part: list[str] = part) -> list[list[Any]]:
                 return tx.run(
                     "SELECT sha256 FROM waha_sync_blobs WHERE sha256 = ANY(CAST(:s AS TEXT[]))",
-                    s=part,
+                    s=text_array(part),
                 )
 
             missing.difference_update(r[0] for r in self.db.transaction(read))
@@ -196,20 +206,20 @@ class PgStore:
                 "INSERT INTO waha_sync_chunks (sha256, seq, data) SELECT * FROM "
                 "unnest(CAST(:s AS TEXT[]), CAST(:q AS INT[]), CAST(:d AS BYTEA[])) "
                 "ON CONFLICT (sha256, seq) DO NOTHING",
-                s=chunk_sha,
-                q=chunk_seq,
-                d=chunk_data,
+                s=text_array(chunk_sha),
+                q=int_array(chunk_seq),
+                d=bytea_array(chunk_data),
             )
             tx.run(
                 "INSERT INTO waha_sync_blobs (sha256, size_bytes, codec, stored_bytes, chunks) "
                 "SELECT * FROM unnest(CAST(:s AS TEXT[]), CAST(:z AS BIGINT[]), "
                 "CAST(:c AS TEXT[]), CAST(:b AS BIGINT[]), CAST(:n AS INT[])) "
                 "ON CONFLICT (sha256) DO NOTHING",
-                s=[b.sha256 for b in blobs],
-                z=[b.size_bytes for b in blobs],
-                c=[b.codec for b in blobs],
-                b=[b.stored_bytes for b in blobs],
-                n=[len(b.chunks) for b in blobs],
+                s=text_array(b.sha256 for b in blobs),
+                z=int_array(b.size_bytes for b in blobs),
+                c=text_array(b.codec for b in blobs),
+                b=int_array(b.stored_bytes for b in blobs),
+                n=int_array(len(b.chunks) for b in blobs),
             )
 
         self.db.transaction(write)
@@ -223,7 +233,7 @@ class PgStore:
                 "JOIN waha_sync_blobs b ON b.sha256 = c.sha256 "
                 "WHERE c.sha256 = ANY(CAST(:s AS TEXT[])) AND c.seq < b.chunks "
                 "ORDER BY c.sha256, c.seq",
-                s=shas,
+                s=text_array(shas),
             )
 
         out: dict[str, list[bytes]] = {sha: [] for sha in shas}
@@ -259,8 +269,7 @@ class PgStore:
             cid = int(rows[0][0])
             for i in range(0, len(changed), PAGE):
                 cols = _columns(changed[i : i + PAGE])
-                tx.run(_UPSERT_ENTRIES, name=name, cid=cid, **cols)
-                tx.run(_INSERT_VERSIONS, name=name, cid=cid, **cols)
+                tx.run(_RECORD_CHANGES, name=name, cid=cid, **cols)
             gone = 0
             for i in range(0, len(deleted), PAGE):
                 dead = tx.run(
@@ -269,7 +278,7 @@ class PgStore:
                     "AND NOT deleted RETURNING path, size_bytes, mode, mtime_ns",
                     cid=cid,
                     n=name,
-                    p=list(deleted[i : i + PAGE]),
+                    p=text_array(deleted[i : i + PAGE]),
                 )
                 if dead:
                     tx.run(_INSERT_VERSIONS, name=name, cid=cid, **_tombstones(dead))

@@ -32,6 +32,7 @@ from waha_sync.init.safepath import TMP_MARK, TargetDir, check_rel
 log = logging.getLogger("waha_sync.restore")
 FETCH_BYTES = 8 * 1024 * 1024
 INFLIGHT_BYTES = 48 * 1024 * 1024
+WRITE_BATCH = 32  # files per write task
 
 
 @dataclass
@@ -70,10 +71,13 @@ def _fetch_groups(entries: list[StoredEntry]) -> Iterator[list[StoredEntry]]:
         yield group
 
 
-def _write(target: TargetDir, e: StoredEntry, chunks: list[bytes]) -> int:
-    data = decode(e.sha256, e.size_bytes, e.codec, chunks, e.path)
-    target.write(e.path, data, e.mode, e.mtime_ns)
-    return len(data)
+def _write_all(target: TargetDir, batch: list[tuple[StoredEntry, list[bytes]]]) -> int:
+    """Verify and write a batch of files (one task per batch keeps thread overhead low)."""
+    for e, chunks in batch:
+        target.write(
+            e.path, decode(e.sha256, e.size_bytes, e.codec, chunks, e.path), e.mode, e.mtime_ns
+        )
+    return len(batch)
 
 
 def _local_leftovers(root: Path, known: set[str]) -> list[str]:
@@ -121,11 +125,13 @@ def restore(
     if at is not None:
         report.commit_id = store.commit_at(name, at) or 0
     known: set[str] = set()
+    # The common case on a new pod: nothing to compare or keep, so no local reads at all.
+    empty = all(e.name == MARKER_DIR for e in os.scandir(root))
     if report.commit_id == 0:
         log.info("nothing stored for instance %s", name)
     else:
-        _restore_tree(store, settings, report, known)
-    report.kept_local = _local_leftovers(root, known)
+        _restore_tree(store, settings, report, known, empty)
+    report.kept_local = [] if empty else _local_leftovers(root, known)
     for rel in report.kept_local[:20]:
         log.info("kept local file unknown to the database: %s", rel)
     if len(report.kept_local) > 20:
@@ -155,7 +161,9 @@ def restore(
     return report
 
 
-def _restore_tree(store: Store, settings: Settings, report: RestoreReport, known: set[str]) -> None:
+def _restore_tree(
+    store: Store, settings: Settings, report: RestoreReport, known: set[str], empty: bool
+) -> None:
     root = settings.sessions_dir
     target = TargetDir(str(root), settings.uid, settings.gid)
     pending: list[tuple[Future[int], int]] = []
@@ -168,15 +176,19 @@ def _restore_tree(store: Store, settings: Settings, report: RestoreReport, known
                     known.add(e.path)
                 report.files += len(page)
                 report.bytes += sum(e.size_bytes for e in page)
-                same = list(pool.map(lambda e: _same_locally(root, e), page))
-                need = [e for e, s in zip(page, same, strict=True) if not s]
+                need = page
+                if not empty:
+                    same = list(pool.map(lambda e: _same_locally(root, e), page))
+                    need = [e for e, s in zip(page, same, strict=True) if not s]
                 report.unchanged += len(page) - len(need)
                 for group in _fetch_groups(need):
                     chunks = store.read_blobs(group)
-                    for e in group:
-                        fut = pool.submit(_write, target, e, chunks.get(e.sha256, []))
-                        pending.append((fut, e.stored_bytes))
-                        inflight += e.stored_bytes
+                    for i in range(0, len(group), WRITE_BATCH):
+                        part = group[i : i + WRITE_BATCH]
+                        batch = [(e, chunks.get(e.sha256, [])) for e in part]
+                        size = sum(e.stored_bytes for e in part)
+                        pending.append((pool.submit(_write_all, target, batch), size))
+                        inflight += size
                     while inflight > INFLIGHT_BYTES and pending:
                         fut, size = pending.pop(0)
                         fut.result()

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
-import secrets
 import threading
 from pathlib import Path
 
 from waha_sync.common.errors import UnsafePathError, WahaSyncError
 
 TMP_MARK = ".waha-sync-tmp-"
+_unique = itertools.count()  # next() is atomic under the GIL
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -47,6 +48,8 @@ class TargetDir:
         self.gid = gid
         self._fds: dict[str, int] = {"": os.open(root, os.O_RDONLY | os.O_DIRECTORY)}
         self._lock = threading.Lock()
+        self._umask = os.umask(0o022)
+        os.umask(self._umask)
 
     def _owner(self) -> tuple[int, int]:
         return (-1 if self.uid is None else self.uid, -1 if self.gid is None else self.gid)
@@ -96,9 +99,9 @@ class TargetDir:
         parts = check_rel(path)
         dfd = self.folder("/".join(parts[:-1]), path) if len(parts) > 1 else self._fds[""]
         name = parts[-1]
-        tmp = f".{name[:200]}{TMP_MARK}{secrets.token_hex(4)}"
+        tmp = f".{name[:200]}{TMP_MARK}{os.getpid()}-{next(_unique)}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(tmp, flags, 0o600, dir_fd=dfd)
+        fd = os.open(tmp, flags, mode & 0o777, dir_fd=dfd)
         try:
             try:
                 view = memoryview(data)
@@ -106,7 +109,8 @@ class TargetDir:
                     view = view[os.write(fd, view) :]
                 if self.uid is not None or self.gid is not None:
                     os.fchown(fd, *self._owner())
-                os.fchmod(fd, mode & 0o7777)
+                if mode & (self._umask | 0o7000):  # open() could not set all of it
+                    os.fchmod(fd, mode & 0o7777)
                 os.utime(fd, ns=(mtime_ns, mtime_ns))
             finally:
                 os.close(fd)
