@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ from waha_sync.common.config import Settings
 from waha_sync.common.db import Database, sqlstate
 from waha_sync.common.errors import ConfigError
 from waha_sync.common.logs import register_secret
-from waha_sync.common.pgstore import PgStore
+from waha_sync.common.pgstore import PgStore, open_pg_store
 from waha_sync.common.pgurl import parse_url
 from waha_sync.common.push import push
 from waha_sync.common.scan import fmt_bytes
@@ -119,7 +120,8 @@ def run_restore(settings: Settings, args: argparse.Namespace) -> int:
     log = logging.getLogger("waha_sync.restore")
     db = open_db(settings, "restore", settings.wait_seconds)
     migrate(db)
-    r = restore(PgStore(db), settings, at=args.at, read_only=args.read_only)
+    another = functools.partial(open_pg_store, db.params, settings.chaos_40001_rate)
+    r = restore(PgStore(db), settings, at=args.at, read_only=args.read_only, store_factory=another)
     if r.commit_id == 0:
         return 0
     log.info(

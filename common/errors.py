@@ -19,6 +19,9 @@ class WahaSyncError(Exception):
         self.message = message
         self.hint = hint
 
+    def __reduce__(self) -> tuple[type[WahaSyncError], tuple[str, str | None]]:
+        return (type(self), (self.message, self.hint))  # keeps the hint across processes
+
     def render(self) -> str:
         """The message plus its ``Try:`` hint, ready for a terminal."""
         return self.message if not self.hint else f"{self.message}\nTry: {self.hint}"

@@ -15,6 +15,7 @@ from waha_sync.common.content import EncodedBlob
 from waha_sync.common.db import Database, Tx
 from waha_sync.common.errors import FencedError
 from waha_sync.common.pgarray import bytea_array, int_array, text_array
+from waha_sync.common.pgurl import ConnParams
 from waha_sync.common.store import CommitResult, Instance, StoredEntry
 
 PAGE = 1000
@@ -103,6 +104,9 @@ class PgStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    def close(self) -> None:
+        self.db.close()
 
     def instance(self, name: str) -> Instance | None:
         def read(tx: Tx) -> Instance | None:
@@ -297,3 +301,8 @@ class PgStore:
             return CommitResult(cid, len(changed), gone)
 
         return self.db.transaction(write)
+
+
+def open_pg_store(params: ConnParams, chaos_40001_rate: float = 0.0) -> PgStore:
+    """A store on a new connection (module-level, so it can be handed to other processes)."""
+    return PgStore(Database(params, chaos_40001_rate=chaos_40001_rate))

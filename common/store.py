@@ -59,6 +59,9 @@ class CommitResult:
 
 
 class Store(Protocol):
+    def close(self) -> None:
+        """Release the connection; the next call opens a new one. Never raises."""
+
     def instance(self, name: str) -> Instance | None:
         """The instance's state, or None if it was never claimed or pushed."""
 

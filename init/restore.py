@@ -5,34 +5,31 @@ alone; a differing one is replaced by the stored version; a local file the
 database does not know is kept and listed. Every write is a temp file plus
 rename, verified against its SHA-256 first; one filesystem sync makes them
 all durable before the marker is written, so a restore that crashes has no
-marker and simply runs again. Memory stays bounded: the tree is read a page
-at a time and content in groups of ``FETCH_BYTES``.
+marker and simply runs again. The writing itself is ``tree_writer``'s.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import multiprocessing
 import os
 import time
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from waha_sync.common.config import Settings
-from waha_sync.common.content import decode
 from waha_sync.common.errors import ConfigError
 from waha_sync.common.marker import MARKER_DIR, Marker, marker_path, write_marker
 from waha_sync.common.push import holder_name
-from waha_sync.common.store import Store, StoredEntry
-from waha_sync.init.safepath import TMP_MARK, TargetDir, check_rel
+from waha_sync.common.store import Store
+from waha_sync.init.safepath import TMP_MARK, TargetDir
+from waha_sync.init.tree_writer import SliceJob, SliceResult, write_slice
 
 log = logging.getLogger("waha_sync.restore")
-FETCH_BYTES = 8 * 1024 * 1024
-INFLIGHT_BYTES = 48 * 1024 * 1024
-WRITE_BATCH = 32  # files per write task
+MAX_PROCESSES = 4
 
 
 @dataclass
@@ -45,39 +42,6 @@ class RestoreReport:
     bytes: int = 0
     kept_local: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _same_locally(root: Path, e: StoredEntry) -> bool:
-    try:
-        path = root / e.path
-        st = path.lstat()
-        if not path.is_file() or path.is_symlink() or st.st_size != e.size_bytes:
-            return False
-        return hashlib.sha256(path.read_bytes()).hexdigest() == e.sha256
-    except OSError:
-        return False
-
-
-def _fetch_groups(entries: list[StoredEntry]) -> Iterator[list[StoredEntry]]:
-    group: list[StoredEntry] = []
-    size = 0
-    for e in entries:
-        group.append(e)
-        size += e.stored_bytes
-        if size >= FETCH_BYTES:
-            yield group
-            group, size = [], 0
-    if group:
-        yield group
-
-
-def _write_all(target: TargetDir, batch: list[tuple[StoredEntry, list[bytes]]]) -> int:
-    """Verify and write a batch of files (one task per batch keeps thread overhead low)."""
-    for e, chunks in batch:
-        target.write(
-            e.path, decode(e.sha256, e.size_bytes, e.codec, chunks, e.path), e.mode, e.mtime_ns
-        )
-    return len(batch)
 
 
 def _local_leftovers(root: Path, known: set[str]) -> list[str]:
@@ -102,8 +66,13 @@ def restore(
     *,
     at: datetime | None = None,
     read_only: bool = False,
+    store_factory: Callable[[], Store] | None = None,
 ) -> RestoreReport:
-    """Restore the instance's tree (as of ``at`` if given) into ``settings.sessions_dir``."""
+    """Restore the instance's tree (as of ``at`` if given) into ``settings.sessions_dir``.
+
+    With ``store_factory`` (a way to open another connection), the tree is
+    written by several forked processes, one slice each.
+    """
     started = time.monotonic()
     root = settings.sessions_dir
     try:
@@ -130,7 +99,7 @@ def restore(
     if report.commit_id == 0:
         log.info("nothing stored for instance %s", name)
     else:
-        _restore_tree(store, settings, report, known, empty)
+        known = _restore_tree(store, settings, report, empty, store_factory)
     report.kept_local = [] if empty else _local_leftovers(root, known)
     for rel in report.kept_local[:20]:
         log.info("kept local file unknown to the database: %s", rel)
@@ -161,42 +130,58 @@ def restore(
     return report
 
 
-def _restore_tree(
-    store: Store, settings: Settings, report: RestoreReport, known: set[str], empty: bool
-) -> None:
-    root = settings.sessions_dir
-    target = TargetDir(str(root), settings.uid, settings.gid)
-    pending: list[tuple[Future[int], int]] = []
-    inflight = 0
+def _run_slice(factory: Callable[[], Store], job: SliceJob) -> SliceResult:
+    """Body of a forked restore process: its own connection, its own slice."""
+    store = factory()
     try:
-        with ThreadPoolExecutor(settings.workers, thread_name_prefix="restore") as pool:
-            for page in store.tree(settings.instance, report.commit_id):
-                for e in page:
-                    check_rel(e.path)
-                    known.add(e.path)
-                report.files += len(page)
-                report.bytes += sum(e.size_bytes for e in page)
-                need = page
-                if not empty:
-                    same = list(pool.map(lambda e: _same_locally(root, e), page))
-                    need = [e for e, s in zip(page, same, strict=True) if not s]
-                report.unchanged += len(page) - len(need)
-                for group in _fetch_groups(need):
-                    chunks = store.read_blobs(group)
-                    for i in range(0, len(group), WRITE_BATCH):
-                        part = group[i : i + WRITE_BATCH]
-                        batch = [(e, chunks.get(e.sha256, [])) for e in part]
-                        size = sum(e.stored_bytes for e in part)
-                        pending.append((pool.submit(_write_all, target, batch), size))
-                        inflight += size
-                    while inflight > INFLIGHT_BYTES and pending:
-                        fut, size = pending.pop(0)
-                        fut.result()
-                        inflight -= size
-                log.info("restored %d files so far", report.files - report.unchanged)
-            for fut, _ in pending:
-                fut.result()
-        report.written = report.files - report.unchanged
-        target.sync()
+        return write_slice(store, job)
     finally:
-        target.close()
+        store.close()
+
+
+def _restore_tree(
+    store: Store,
+    settings: Settings,
+    report: RestoreReport,
+    empty: bool,
+    factory: Callable[[], Store] | None,
+) -> set[str]:
+    """Write every file of the tree (in parallel processes when a factory is given)."""
+    slices = min(os.cpu_count() or 1, MAX_PROCESSES) if factory is not None else 1
+    job = SliceJob(
+        settings.instance,
+        report.commit_id,
+        settings.sessions_dir,
+        settings.uid,
+        settings.gid,
+        settings.workers,
+        empty,
+        0,
+        slices,
+    )
+    if slices == 1:
+        results = [write_slice(store, job)]
+    else:
+        assert factory is not None
+        store.close()  # a forked child must never touch the parent's connection
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(slices, mp_context=ctx) as procs:
+            futures = [
+                procs.submit(_run_slice, factory, replace(job, slice_no=k)) for k in range(slices)
+            ]
+            results = [f.result() for f in futures]
+    known: set[str] = set()
+    for r in results:
+        report.files += r.files
+        report.unchanged += r.unchanged
+        report.bytes += r.bytes
+        known.update(r.known)
+    report.written = report.files - report.unchanged
+    log.info(
+        "restored %d files (%d unchanged) in %d process(es)",
+        report.written,
+        report.unchanged,
+        slices,
+    )
+    TargetDir(str(settings.sessions_dir)).sync_and_close()
+    return known

@@ -125,10 +125,13 @@ class TargetDir:
                 ) from exc
             raise WahaSyncError(f"{path}: cannot write ({exc.strerror})") from exc
 
-    def sync(self) -> None:
+    def sync_and_close(self) -> None:
         """Flush the whole target filesystem once (syncfs), instead of an fsync per file."""
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        if libc.syncfs(self._fds[""]) != 0:
-            os.sync()
+        try:
+            if libc.syncfs(self._fds[""]) != 0:
+                os.sync()
+        finally:
+            self.close()

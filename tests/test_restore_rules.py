@@ -185,3 +185,25 @@ def test_uid_and_gid_own_everything_restored(db: DbTarget, pushed: Path, tmp_pat
     )
     owners = {(p.stat().st_uid, p.stat().st_gid) for p in [target, *target.rglob("*")]}
     assert owners == {(uid, gid)}
+
+
+def test_unreadable_file_is_reported_and_keeps_its_stored_version(
+    db: DbTarget, pushed: Path, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    key = pushed / "default" / "alice" / "pre-key-2.json"
+    stored = key.read_bytes()
+    key.write_text('{"changed": 1}')
+    key.chmod(0)
+    cmd = [sys.executable, "-m", "waha_sync", "push", "--sessions-dir", str(pushed)]
+    if os.geteuid() == 0:  # root reads anything: drop the capabilities that let it
+        cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *cmd]
+    proc = subprocess.run(cmd, env=db.env(), capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped default/alice/pre-key-2.json: unreadable (permission denied)" in proc.stderr
+    target = tmp_path / "target"
+    assert db.cli("restore", "--sessions-dir", str(target)) == 0
+    assert (target / "default" / "alice" / "pre-key-2.json").read_bytes() == stored
