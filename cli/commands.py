@@ -181,12 +181,14 @@ def run_check(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def local_state_dir() -> Path:
-    """Where ``up`` keeps its embedded PostgreSQL: the user's state directory."""
+def local_db_dir(settings: Settings) -> Path:
+    """Where ``up`` keeps its embedded PostgreSQL: the setting, else the user's state folder."""
+    if settings.local_db_dir is not None:
+        return settings.local_db_dir
     if os.geteuid() == 0:
-        return Path("/var/lib/waha-sync")
+        return Path("/var/lib/waha-sync/postgres")
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "waha-sync"
+    return Path(base) / "waha-sync" / "postgres"
 
 
 def run_up(settings: Settings, args: argparse.Namespace) -> int:
@@ -196,7 +198,7 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
     log = logging.getLogger("waha_sync.sync")
     local = None
     if settings.database_url is None:
-        local = LocalPostgres(local_state_dir() / "postgres", port=args.local_port)
+        local = LocalPostgres(local_db_dir(settings), port=args.local_port)
         local.start()
         log.info(
             "no database URL given: embedded PostgreSQL in %s at %s",

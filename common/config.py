@@ -55,6 +55,7 @@ HINTS: dict[str, str] = {
     "workers": "--workers 8 (1 to 64)",
     "uid": "--uid 1000 (a numeric user id)",
     "gid": "--gid 1000 (a numeric group id)",
+    "local_db_dir": "--local-db-dir ~/.local/state/waha-sync/postgres",
     "log_level": "--log-level INFO (DEBUG, INFO, WARNING or ERROR)",
     "log_format": "--log-format text (or json)",
     "chaos_40001_rate": "--chaos-40001-rate 0 (a fraction from 0 to 1; for tests only)",
@@ -109,6 +110,12 @@ class Settings(BaseSettings):
     )
     uid: int | None = Field(default=None, ge=0, description="Owner given to restored files.")
     gid: int | None = Field(default=None, ge=0, description="Group given to restored files.")
+    local_db_dir: Path | None = Field(
+        default=None,
+        description="Data folder of the embedded PostgreSQL that `up` starts when no database "
+        "URL is given (default: $XDG_STATE_HOME/waha-sync/postgres, or "
+        "/var/lib/waha-sync/postgres as root).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log verbosity."
     )
