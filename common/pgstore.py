@@ -20,6 +20,9 @@ from waha_sync.common.store import CommitResult, Instance, StoredEntry
 
 PAGE = 1000
 BLOB_TX_BYTES = 8 * 1024 * 1024  # stored bytes per put_blobs transaction
+# Chunk bytes per INSERT: sent as hex they double, and CockroachDB refuses
+# client messages over 16 MiB (sql.conn.max_read_buffer_message_size).
+STATEMENT_BYTES = 3 * 1024 * 1024
 
 _SELECT_INSTANCE = (
     "SELECT instance, epoch, holder, last_commit, claimed_at FROM waha_sync_instances "
@@ -201,19 +204,26 @@ class PgStore:
             self._put_batch(batch)
 
     def _put_batch(self, blobs: list[EncodedBlob]) -> None:
-        chunk_sha = [b.sha256 for b in blobs for _ in b.chunks]
-        chunk_seq = [i for b in blobs for i in range(len(b.chunks))]
-        chunk_data = [c for b in blobs for c in b.chunks]
+        chunks = [(b.sha256, i, c) for b in blobs for i, c in enumerate(b.chunks)]
+        statements: list[list[tuple[str, int, bytes]]] = [[]]
+        size = 0
+        for chunk in chunks:
+            if statements[-1] and size + len(chunk[2]) > STATEMENT_BYTES:
+                statements.append([])
+                size = 0
+            statements[-1].append(chunk)
+            size += len(chunk[2])
 
         def write(tx: Tx) -> None:
-            tx.run(
-                "INSERT INTO waha_sync_chunks (sha256, seq, data) SELECT * FROM "
-                "unnest(CAST(:s AS TEXT[]), CAST(:q AS INT[]), CAST(:d AS BYTEA[])) "
-                "ON CONFLICT (sha256, seq) DO NOTHING",
-                s=text_array(chunk_sha),
-                q=int_array(chunk_seq),
-                d=bytea_array(chunk_data),
-            )
+            for part in statements:  # every chunk first, so a blob row means complete content
+                tx.run(
+                    "INSERT INTO waha_sync_chunks (sha256, seq, data) SELECT * FROM "
+                    "unnest(CAST(:s AS TEXT[]), CAST(:q AS INT[]), CAST(:d AS BYTEA[])) "
+                    "ON CONFLICT (sha256, seq) DO NOTHING",
+                    s=text_array(c[0] for c in part),
+                    q=int_array(c[1] for c in part),
+                    d=bytea_array(c[2] for c in part),
+                )
             tx.run(
                 "INSERT INTO waha_sync_blobs (sha256, size_bytes, codec, stored_bytes, chunks) "
                 "SELECT * FROM unnest(CAST(:s AS TEXT[]), CAST(:z AS BIGINT[]), "

@@ -122,7 +122,10 @@ def schema_version(db: Database) -> int:
     """The highest applied migration, 0 on an empty database."""
 
     def read(tx: Tx) -> int:
-        exists = tx.run("SELECT to_regclass('waha_sync_migrations') IS NOT NULL")[0][0]
+        exists = tx.run(
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_name = 'waha_sync_migrations'"
+        )[0][0]
         if not exists:
             return 0
         return int(tx.run("SELECT coalesce(max(version), 0) FROM waha_sync_migrations")[0][0])
