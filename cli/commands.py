@@ -6,15 +6,12 @@ import argparse
 import functools
 import json
 import logging
-import os
 import statistics
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pg8000.exceptions
-from pydantic import SecretStr
 
 from waha_sync.common.config import Settings
 from waha_sync.common.db import Database, sqlstate
@@ -179,37 +176,3 @@ def run_check(settings: Settings, args: argparse.Namespace) -> int:
     )
     print(f"latency:  {statistics.median(samples):.2f} ms (median of 5 round trips)")
     return 0
-
-
-def local_db_dir(settings: Settings) -> Path:
-    """Where ``up`` keeps its embedded PostgreSQL: the setting, else the user's state folder."""
-    if settings.local_db_dir is not None:
-        return settings.local_db_dir
-    if os.geteuid() == 0:
-        return Path("/var/lib/waha-sync/postgres")
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "waha-sync" / "postgres"
-
-
-def run_up(settings: Settings, args: argparse.Namespace) -> int:
-    """Restore, then push once; with no database URL, on an embedded PostgreSQL."""
-    from waha_sync.common.localpg import LocalPostgres
-
-    log = logging.getLogger("waha_sync.sync")
-    local = None
-    if settings.database_url is None:
-        local = LocalPostgres(local_db_dir(settings), port=args.local_port)
-        local.start()
-        log.info(
-            "no database URL given: embedded PostgreSQL in %s at %s",
-            local.data_dir,
-            parse_url(local.url()).redacted(),
-        )
-        settings = settings.model_copy(update={"database_url": SecretStr(local.url())})
-    try:
-        once = argparse.Namespace(at=None, read_only=False, force=False)
-        code = run_restore(settings, once)
-        return code or run_push(settings, once)
-    finally:
-        if local is not None:
-            local.stop()

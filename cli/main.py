@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from waha_sync import __version__, commands
+from waha_sync import __version__, commands, local
 from waha_sync.common.cli_settings import add_setting_flags, load_settings
 from waha_sync.common.errors import WahaSyncError
 from waha_sync.common.logs import scrub, setup_logging
@@ -35,7 +35,7 @@ COMMANDS = {
         ".waha-sync/restored.json on success.",
     ),
     "up": (
-        commands.run_up,
+        local.run_up,
         "Run locally: restore, then push (an embedded PostgreSQL if no URL is given).",
         "For a laptop: with no database URL configured, starts an embedded PostgreSQL whose "
         "data lives in the user's state directory (printed), restores --sessions-dir from it, "

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from waha_sync.common.bulk import batches
 from waha_sync.common.content import EncodedBlob, encode, sha256_hex
 from waha_sync.common.read import SQLITE_MIME, FileVersion, Vanished, read_version
 from waha_sync.common.scan import Candidate, Skipped, fmt_bytes
@@ -81,19 +82,6 @@ def _to_read(v: FileVersion, stored: StoredEntry | None) -> _Read:
     return _Read(entry, encode(v.data, sha))
 
 
-def _groups(items: Sequence[Candidate]) -> Iterator[list[Candidate]]:
-    group: list[Candidate] = []
-    size = 0
-    for c in items:
-        group.append(c)
-        size += c.size
-        if size >= GROUP_BYTES or len(group) >= GROUP_FILES:
-            yield group
-            group, size = [], 0
-    if group:
-        yield group
-
-
 def ship(
     store: Store,
     instance: str,
@@ -117,7 +105,8 @@ def ship(
     report.unchanged = len(candidates) - len(todo)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read") as pool:
         pending: list[Future[_Read | Skipped | str]] | None = None
-        for group in [*_groups(todo), []]:
+        groups = batches(todo, lambda c: c.size, GROUP_BYTES, GROUP_FILES)
+        for group in [*groups, []]:
             nxt = [pool.submit(_process, c, stored.get(c.rel)) for c in group]
             if pending is not None:
                 _upload([f.result() for f in pending], store, report, changed)

@@ -13,11 +13,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import zlib
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from waha_sync.common.bulk import batches
 from waha_sync.common.content import decode
 from waha_sync.common.store import Store, StoredEntry
 from waha_sync.init.safepath import TargetDir, check_rel
@@ -66,19 +66,6 @@ def _same_locally(root: Path, e: StoredEntry) -> bool:
         return False
 
 
-def _fetch_groups(entries: list[StoredEntry]) -> Iterator[list[StoredEntry]]:
-    group: list[StoredEntry] = []
-    size = 0
-    for e in entries:
-        group.append(e)
-        size += e.stored_bytes
-        if size >= FETCH_BYTES:
-            yield group
-            group, size = [], 0
-    if group:
-        yield group
-
-
 def _write_all(target: TargetDir, batch: list[tuple[StoredEntry, list[bytes]]]) -> int:
     """Verify and write a batch of files (one task per batch keeps thread overhead low)."""
     for e, chunks in batch:
@@ -107,7 +94,7 @@ def write_slice(store: Store, job: SliceJob) -> SliceResult:
                     same = list(pool.map(lambda e: _same_locally(job.root, e), page))
                     need = [e for e, s in zip(page, same, strict=True) if not s]
                 result.unchanged += len(page) - len(need)
-                for group in _fetch_groups(need):
+                for group in batches(need, lambda e: e.stored_bytes, FETCH_BYTES):
                     chunks = store.read_blobs(group)
                     for i in range(0, len(group), WRITE_BATCH):
                         part = group[i : i + WRITE_BATCH]

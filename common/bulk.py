@@ -1,4 +1,4 @@
-"""PostgreSQL array literals, built at C speed.
+"""Bulk transfer helpers: batching by size, and array literals built at C speed.
 
 pg8000 escapes list parameters one character at a time in Python, which
 dominates the cost of bulk statements (a 512 KiB chunk is a million
@@ -9,7 +9,27 @@ which both PostgreSQL and CockroachDB parse server-side.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def batches(
+    items: Iterable[T], size: Callable[[T], int], limit: int, max_items: int | None = None
+) -> Iterator[list[T]]:
+    """Consecutive runs of ``items`` that each close once ``limit`` bytes (or ``max_items``)
+    are reached; a single item over the limit makes a batch of its own."""
+    batch: list[T] = []
+    total = 0
+    for item in items:
+        batch.append(item)
+        total += size(item)
+        if total >= limit or (max_items is not None and len(batch) >= max_items):
+            yield batch
+            batch, total = [], 0
+    if batch:
+        yield batch
 
 
 def text_array(values: Iterable[str | None]) -> str:

@@ -1,0 +1,98 @@
+"""The SQL that ``PgStore`` runs, in one place (PostgreSQL and CockroachDB alike).
+
+Bulk parameters are array literals (``waha_sync.common.bulk``) cast with
+``CAST(:p AS TYPE[])`` and spread with ``unnest``; pg8000 sends parameters
+untyped, so the server parses each literal once, in C.
+"""
+
+INSTANCE = (
+    "SELECT instance, epoch, holder, last_commit, claimed_at FROM waha_sync_instances "
+    "WHERE instance = :n"
+)
+CLAIM = """
+INSERT INTO waha_sync_instances AS i (instance, epoch, holder, claimed_at)
+VALUES (:n, 1, :h, now())
+ON CONFLICT (instance) DO UPDATE
+    SET epoch = i.epoch + 1, holder = excluded.holder, claimed_at = excluded.claimed_at
+RETURNING instance, epoch, holder, last_commit, claimed_at
+"""
+# Fencing and numbering in one step: the row lock orders concurrent commits.
+NEXT_COMMIT = """
+UPDATE waha_sync_instances SET last_commit = last_commit + 1
+WHERE instance = :n AND epoch = :e RETURNING last_commit
+"""
+LIVE_PAGE = """
+SELECT e.path, e.sha256, e.size_bytes, e.mode, e.mtime_ns, e.mime, b.codec, b.stored_bytes,
+       e.updated_at
+FROM waha_sync_entries e LEFT JOIN waha_sync_blobs b ON b.sha256 = e.sha256
+WHERE e.instance = :name AND NOT e.deleted AND e.path > :after
+ORDER BY e.path LIMIT :lim
+"""
+# The newest version of each path at or before a commit; tombstones come back
+# with a NULL sha256 so that paging still advances past them.
+TREE_PAGE = """
+SELECT t.path, t.sha256, t.size_bytes, t.mode, t.mtime_ns, t.mime, b.codec, b.stored_bytes
+FROM (SELECT DISTINCT ON (path) path, sha256, size_bytes, mode, mtime_ns, mime
+      FROM waha_sync_versions
+      WHERE instance = :name AND commit_id <= :cid AND path > :after
+      ORDER BY path, commit_id DESC LIMIT :lim) AS t
+LEFT JOIN waha_sync_blobs b ON b.sha256 = t.sha256
+ORDER BY t.path
+"""
+COMMIT_AT = "SELECT max(id) FROM waha_sync_commits WHERE instance = :n AND created_at <= :w"
+KNOWN_BLOBS = "SELECT sha256 FROM waha_sync_blobs WHERE sha256 = ANY(CAST(:s AS TEXT[]))"
+PUT_CHUNKS = """
+INSERT INTO waha_sync_chunks (sha256, seq, data)
+SELECT * FROM unnest(CAST(:s AS TEXT[]), CAST(:q AS INT[]), CAST(:d AS BYTEA[]))
+ON CONFLICT (sha256, seq) DO NOTHING
+"""
+PUT_BLOBS = """
+INSERT INTO waha_sync_blobs (sha256, size_bytes, codec, stored_bytes, chunks)
+SELECT * FROM unnest(CAST(:s AS TEXT[]), CAST(:z AS BIGINT[]), CAST(:c AS TEXT[]),
+                     CAST(:b AS BIGINT[]), CAST(:n AS INT[]))
+ON CONFLICT (sha256) DO NOTHING
+"""
+READ_CHUNKS = """
+SELECT c.sha256, c.data FROM waha_sync_chunks c JOIN waha_sync_blobs b ON b.sha256 = c.sha256
+WHERE c.sha256 = ANY(CAST(:s AS TEXT[])) AND c.seq < b.chunks
+ORDER BY c.sha256, c.seq
+"""
+_CHANGES = """
+SELECT * FROM unnest(CAST(:paths AS TEXT[]), CAST(:shas AS TEXT[]), CAST(:sizes AS BIGINT[]),
+                     CAST(:modes AS INT[]), CAST(:mtimes AS BIGINT[]), CAST(:mimes AS TEXT[]))
+    AS u(path, sha, size, mode, mtime, mime)
+"""
+# One statement writes the current state and the version history from the
+# same parameters (sent once); CockroachDB supports data-modifying CTEs.
+RECORD_CHANGES = f"""
+WITH u AS ({_CHANGES}), cur AS (
+    INSERT INTO waha_sync_entries AS e (instance, path, sha256, size_bytes, mode, mtime_ns,
+        mime, deleted, commit_id, first_uploaded_at, updated_at)
+    SELECT :name, path, sha, size, mode, mtime, mime, false, :cid, now(), now() FROM u
+    ON CONFLICT (instance, path) DO UPDATE SET
+        sha256 = excluded.sha256, size_bytes = excluded.size_bytes, mode = excluded.mode,
+        mtime_ns = excluded.mtime_ns, mime = excluded.mime, commit_id = excluded.commit_id,
+        first_uploaded_at = CASE WHEN e.deleted THEN excluded.first_uploaded_at
+                                 ELSE e.first_uploaded_at END,
+        deleted = false, updated_at = excluded.updated_at
+    RETURNING 1
+)
+INSERT INTO waha_sync_versions (instance, path, commit_id, sha256, size_bytes, mode, mtime_ns,
+    mime)
+SELECT :name, path, :cid, sha, size, mode, mtime, mime FROM u
+"""
+RECORD_VERSIONS = f"""
+INSERT INTO waha_sync_versions (instance, path, commit_id, sha256, size_bytes, mode, mtime_ns,
+    mime)
+SELECT :name, path, :cid, sha, size, mode, mtime, mime FROM ({_CHANGES}) AS v
+"""
+TOMBSTONE = """
+UPDATE waha_sync_entries SET deleted = true, commit_id = :cid, updated_at = now()
+WHERE instance = :n AND path = ANY(CAST(:p AS TEXT[])) AND NOT deleted
+RETURNING path, size_bytes, mode, mtime_ns
+"""
+RECORD_COMMIT = """
+INSERT INTO waha_sync_commits (instance, id, epoch, holder, files_changed, files_deleted,
+    bytes_raw)
+VALUES (:n, :cid, :e, :h, :fc, :fd, :b)
+"""
