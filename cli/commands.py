@@ -81,8 +81,8 @@ def open_db(settings: Settings, component: str, wait: float) -> Database:
     params = parse_url(settings.require_database_url())
     if params.password is not None:
         register_secret(params.password.get_secret_value())
-    db = Database(params, chaos_40001_rate=settings.chaos_40001_rate)
-    db.wait_until_ready(wait, component)
+    db = Database(params, chaos_40001_rate=settings.chaos_40001_rate, component=component)
+    db.wait_until_ready(wait)
     return db
 
 
@@ -117,7 +117,7 @@ def run_restore(settings: Settings, args: argparse.Namespace) -> int:
     log = logging.getLogger("waha_sync.restore")
     db = open_db(settings, "restore", settings.wait_seconds)
     migrate(db)
-    another = functools.partial(open_pg_store, db.params, settings.chaos_40001_rate)
+    another = functools.partial(open_pg_store, db.params, settings.chaos_40001_rate, "restore")
     r = restore(PgStore(db), settings, at=args.at, read_only=args.read_only, store_factory=another)
     if r.commit_id == 0:
         return 0

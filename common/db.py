@@ -25,7 +25,6 @@ from waha_sync.common.errors import DatabaseUnavailable
 from waha_sync.common.pgurl import ConnParams
 
 T = TypeVar("T")
-log = logging.getLogger("waha_sync.db")
 
 RETRYABLE = {"40001", "40P01"}  # serialization failure, deadlock
 _INJECT = "DO $$BEGIN RAISE EXCEPTION 'waha-sync chaos' USING ERRCODE = '40001'; END$$"
@@ -84,8 +83,10 @@ class Database:
         *,
         chaos_40001_rate: float = 0.0,
         retry: RetryPolicy | None = None,
+        component: str = "sync",
     ) -> None:
         self.params = params
+        self.log = logging.getLogger(f"waha_sync.{component}")  # the caller's log prefix
         self.chaos_rate = chaos_40001_rate
         self.retry = retry or RetryPolicy()
         self._conn: pg8000.native.Connection | None = None
@@ -115,9 +116,8 @@ class Database:
             with contextlib.suppress(pg8000.exceptions.Error, OSError):
                 conn.close()
 
-    def wait_until_ready(self, timeout: float, component: str = "restore") -> None:
+    def wait_until_ready(self, timeout: float) -> None:
         """Connect, retrying for up to ``timeout`` seconds, one log line per attempt."""
-        logger = logging.getLogger(f"waha_sync.{component}")
         deadline = time.monotonic() + timeout
         attempt = 0
         while True:
@@ -132,7 +132,7 @@ class Database:
                         f"{exc.message} (gave up after {attempt} attempts in {timeout:g}s)",
                         "check the URL and that the database is up; raise --wait-seconds",
                     ) from exc
-                logger.info("waiting for the database (attempt %d): %s", attempt, exc.message)
+                self.log.info("waiting for the database (attempt %d): %s", attempt, exc.message)
                 time.sleep(min(1.0 + 0.5 * attempt, 5.0, left))
 
     def transaction(self, fn: Callable[[Tx], T], *, idempotent: bool = True) -> T:
@@ -166,7 +166,7 @@ class Database:
                     raise
                 attempt += 1
                 self.retries += 1
-                log.debug("retrying transaction (attempt %d, sqlstate %s)", attempt + 1, code)
+                self.log.debug("retrying transaction (attempt %d, sqlstate %s)", attempt + 1, code)
                 time.sleep(self.retry.delay(attempt))
 
     def _rollback(self, conn: pg8000.native.Connection) -> None:

@@ -14,15 +14,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-COMPONENTS = {"restore": "RESTORE", "sync": "SYNC", "http": "HTTP", "db": "DB", "cli": "CLI"}
+COMPONENTS = {"restore": "RESTORE", "sync": "SYNC", "http": "HTTP", "cli": "CLI"}
 _secrets: set[str] = set()
-
-
-def get_logger(component: str) -> logging.Logger:
-    """The logger for one component: ``restore``, ``sync``, ``http``, ``db`` or ``cli``."""
-    if component not in COMPONENTS:
-        raise ValueError(f"unknown log component {component!r}")
-    return logging.getLogger(f"waha_sync.{component}")
 
 
 def register_secret(value: str | None) -> None:

@@ -212,6 +212,6 @@ class PgStore:
         return self.db.transaction(write)
 
 
-def open_pg_store(params: ConnParams, chaos_40001_rate: float = 0.0) -> PgStore:
+def open_pg_store(params: ConnParams, chaos_40001_rate: float, component: str) -> PgStore:
     """A store on a new connection (module-level, so it can be handed to other processes)."""
-    return PgStore(Database(params, chaos_40001_rate=chaos_40001_rate))
+    return PgStore(Database(params, chaos_40001_rate=chaos_40001_rate, component=component))

@@ -20,12 +20,8 @@ Tables (all prefixed ``waha_sync_``):
 
 from __future__ import annotations
 
-import logging
-
 from waha_sync.common.db import Database, Tx, sqlstate
 from waha_sync.common.errors import WahaSyncError
-
-log = logging.getLogger("waha_sync.db")
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
@@ -166,5 +162,5 @@ def migrate(db: Database) -> int:
             )
 
         db.transaction(record)
-        log.info("schema: applied migration %d: %s", version, name)
+        db.log.info("schema: applied migration %d: %s", version, name)
     return LATEST

@@ -152,3 +152,11 @@ def test_connection_loss_is_reported_as_unavailable(pg_server: object, tmp_path:
     conn = Database(parse_url("postgresql://u:pw@127.0.0.1:1/db?connect_timeout=2"))
     with pytest.raises(DatabaseUnavailable, match=r"127\.0\.0\.1:1"):
         conn.transaction(lambda tx: tx.run("SELECT 1"))
+
+
+def test_a_dropped_connection_is_reopened_and_the_transaction_rerun(plain_db: DbTarget) -> None:
+    conn = Database(parse_url(plain_db.url))
+    pid = conn.transaction(lambda tx: tx.run("SELECT pg_backend_pid()")[0][0])
+    plain_db.sql("SELECT pg_terminate_backend(:p)", p=pid)
+    assert conn.transaction(lambda tx: tx.run("SELECT pg_backend_pid()")[0][0]) != pid
+    assert conn.retries == 1
