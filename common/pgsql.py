@@ -21,23 +21,28 @@ NEXT_COMMIT = """
 UPDATE waha_sync_instances SET last_commit = last_commit + 1
 WHERE instance = :n AND epoch = :e RETURNING last_commit
 """
+# Pages come back as one JSON array (one row): parsing it is one json.loads in
+# C, where a thousand rows would cost the driver ~10 µs each in Python.
 LIVE_PAGE = """
-SELECT e.path, e.sha256, e.size_bytes, e.mode, e.mtime_ns, e.mime, b.codec, b.stored_bytes,
-       e.updated_at
-FROM waha_sync_entries e LEFT JOIN waha_sync_blobs b ON b.sha256 = e.sha256
-WHERE e.instance = :name AND NOT e.deleted AND e.path > :after
-ORDER BY e.path LIMIT :lim
+SELECT coalesce(json_agg(json_build_array(e.path, e.sha256, e.size_bytes, e.mode, e.mtime_ns,
+                                          e.mime, b.codec, b.stored_bytes, e.updated_at)
+                         ORDER BY e.path), '[]')
+FROM (SELECT * FROM waha_sync_entries
+      WHERE instance = :name AND NOT deleted AND path > :after
+      ORDER BY path LIMIT :lim) AS e
+LEFT JOIN waha_sync_blobs b ON b.sha256 = e.sha256
 """
 # The newest version of each path at or before a commit; tombstones come back
 # with a NULL sha256 so that paging still advances past them.
 TREE_PAGE = """
-SELECT t.path, t.sha256, t.size_bytes, t.mode, t.mtime_ns, t.mime, b.codec, b.stored_bytes
+SELECT coalesce(json_agg(json_build_array(t.path, t.sha256, t.size_bytes, t.mode, t.mtime_ns,
+                                          t.mime, b.codec, b.stored_bytes)
+                         ORDER BY t.path), '[]')
 FROM (SELECT DISTINCT ON (path) path, sha256, size_bytes, mode, mtime_ns, mime
       FROM waha_sync_versions
       WHERE instance = :name AND commit_id <= :cid AND path > :after
       ORDER BY path, commit_id DESC LIMIT :lim) AS t
 LEFT JOIN waha_sync_blobs b ON b.sha256 = t.sha256
-ORDER BY t.path
 """
 COMMIT_AT = "SELECT max(id) FROM waha_sync_commits WHERE instance = :n AND created_at <= :w"
 KNOWN_BLOBS = "SELECT sha256 FROM waha_sync_blobs WHERE sha256 = ANY(CAST(:s AS TEXT[]))"

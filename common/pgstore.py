@@ -7,6 +7,7 @@ transaction runs through ``Database.transaction`` and so survives 40001.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -78,11 +79,13 @@ class PgStore:
         return self.db.transaction(write)
 
     def _paged(self, query: str, **params: Any) -> Iterator[list[list[Any]]]:
+        """Key-ordered pages of a query that returns each page as one JSON array."""
         after = ""
         while True:
 
             def read(tx: Tx, after: str = after) -> list[list[Any]]:
-                return tx.run(query, after=after, lim=PAGE, **params)
+                page = tx.run(query, after=after, lim=PAGE, **params)[0][0]
+                return json.loads(page) if isinstance(page, str) else list(page)
 
             rows = self.db.transaction(read)
             if rows:
@@ -95,7 +98,15 @@ class PgStore:
         for rows in self._paged(sql.LIVE_PAGE, name=name):
             yield [
                 StoredEntry(
-                    r[0], r[1], int(r[2]), r[3], int(r[4]), r[5], r[6] or "", r[7] or 0, r[8]
+                    r[0],
+                    r[1],
+                    int(r[2]),
+                    r[3],
+                    int(r[4]),
+                    r[5],
+                    r[6] or "",
+                    r[7] or 0,
+                    datetime.fromisoformat(r[8]),
                 )
                 for r in rows
             ]

@@ -14,9 +14,9 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,9 +24,15 @@ from waha_sync.common.config import Settings
 from waha_sync.common.errors import ConfigError
 from waha_sync.common.marker import MARKER_DIR, Marker, marker_path, write_marker
 from waha_sync.common.push import holder_name
-from waha_sync.common.store import Store
-from waha_sync.init.safepath import TMP_MARK, TargetDir
-from waha_sync.init.tree_writer import SliceJob, SliceResult, write_slice
+from waha_sync.common.store import Store, StoredEntry
+from waha_sync.init.safepath import TMP_MARK, TargetDir, check_rel
+from waha_sync.init.tree_writer import (
+    PageResult,
+    PageWriter,
+    WriteOptions,
+    start_process,
+    write_page_in_process,
+)
 
 log = logging.getLogger("waha_sync.restore")
 MAX_PROCESSES = 4
@@ -99,7 +105,11 @@ def restore(
     if report.commit_id == 0:
         log.info("nothing stored for instance %s", name)
     else:
-        known = _restore_tree(store, settings, report, empty, store_factory)
+        # Having just claimed the instance, nobody else may commit: the current state
+        # is the last commit, read by key. Otherwise assemble it from the history.
+        current = not read_only and at is None
+        pages = store.live_entries(name) if current else store.tree(name, report.commit_id)
+        known = _restore_tree(store, pages, settings, report, empty, store_factory)
     report.kept_local = [] if empty else _local_leftovers(root, known)
     for rel in report.kept_local[:20]:
         log.info("kept local file unknown to the database: %s", rel)
@@ -130,58 +140,55 @@ def restore(
     return report
 
 
-def _run_slice(factory: Callable[[], Store], job: SliceJob) -> SliceResult:
-    """Body of a forked restore process: its own connection, its own slice."""
-    store = factory()
-    try:
-        return write_slice(store, job)
-    finally:
-        store.close()
-
-
 def _restore_tree(
     store: Store,
+    pages: Iterator[list[StoredEntry]],
     settings: Settings,
     report: RestoreReport,
     empty: bool,
     factory: Callable[[], Store] | None,
 ) -> set[str]:
-    """Write every file of the tree (in parallel processes when a factory is given)."""
-    slices = min(os.cpu_count() or 1, MAX_PROCESSES) if factory is not None else 1
-    job = SliceJob(
-        settings.instance,
-        report.commit_id,
-        settings.sessions_dir,
-        settings.uid,
-        settings.gid,
-        settings.workers,
-        empty,
-        0,
-        slices,
-    )
-    if slices == 1:
-        results = [write_slice(store, job)]
+    """Write every file of the tree: pages go to forked processes when a factory is given."""
+    opts = WriteOptions(settings.sessions_dir, settings.uid, settings.gid, settings.workers, empty)
+    procs = min(os.cpu_count() or 1, MAX_PROCESSES) if factory is not None else 1
+    known: set[str] = set()
+    results: list[PageResult] = []
+    if procs == 1:
+        writer = PageWriter(store, opts)
+        try:
+            for page in pages:
+                known.update(check_rel_all(page))
+                results.append(writer.write_page(page))
+        finally:
+            writer.close()
     else:
         assert factory is not None
-        store.close()  # a forked child must never touch the parent's connection
+        store.close()  # forked children must not inherit an open connection
         ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(slices, mp_context=ctx) as procs:
-            futures = [
-                procs.submit(_run_slice, factory, replace(job, slice_no=k)) for k in range(slices)
-            ]
-            results = [f.result() for f in futures]
-    known: set[str] = set()
+        with ProcessPoolExecutor(
+            procs, mp_context=ctx, initializer=start_process, initargs=(factory, opts)
+        ) as pool:
+            pending: list[Future[PageResult]] = []
+            for page in pages:
+                known.update(check_rel_all(page))
+                pending.append(pool.submit(write_page_in_process, page))
+                while len(pending) > 2 * procs:  # bounded memory: a few pages in flight
+                    results.append(pending.pop(0).result())
+            results.extend(f.result() for f in pending)
     for r in results:
         report.files += r.files
         report.unchanged += r.unchanged
         report.bytes += r.bytes
-        known.update(r.known)
     report.written = report.files - report.unchanged
     log.info(
-        "restored %d files (%d unchanged) in %d process(es)",
-        report.written,
-        report.unchanged,
-        slices,
+        "restored %d files (%d unchanged, %d process(es))", report.written, report.unchanged, procs
     )
     TargetDir(str(settings.sessions_dir)).sync_and_close()
     return known
+
+
+def check_rel_all(page: list[StoredEntry]) -> list[str]:
+    """The page's paths, each checked safe before anything of the page is written."""
+    for e in page:
+        check_rel(e.path)
+    return [e.path for e in page]

@@ -1,58 +1,45 @@
-"""Writing one slice of a stored tree into the target (the restore's inner loop).
+"""Writing pages of a stored tree into the target (the restore's inner loop).
 
-The tree is split into slices by a hash of each path, so several processes
-(each with its own database connection and writer threads) can restore at
-once without coordinating: Python threads alone leave a second core idle,
-because every file costs interpreter time under the GIL. Memory stays
-bounded in each: the tree is read a page at a time, content in groups of
-``FETCH_BYTES``, with at most ``INFLIGHT_BYTES`` waiting to be written.
+The restore reads the tree's metadata a page at a time and hands each page to
+a ``PageWriter``: in the restore process itself, or in one of several forked
+processes, each with its own database connection and writer threads.
+Python threads alone leave a second core idle, because every file costs
+interpreter time under the GIL; pages spread over processes do not. Memory
+stays bounded: a few pages in flight, content fetched in groups of
+``FETCH_BYTES``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
-import zlib
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from waha_sync.common.bulk import batches
 from waha_sync.common.content import decode
 from waha_sync.common.store import Store, StoredEntry
-from waha_sync.init.safepath import TargetDir, check_rel
+from waha_sync.init.safepath import TargetDir
 
-log = logging.getLogger("waha_sync.restore")
 FETCH_BYTES = 8 * 1024 * 1024
-INFLIGHT_BYTES = 48 * 1024 * 1024
 WRITE_BATCH = 32  # files per write task
 
 
 @dataclass(frozen=True)
-class SliceJob:
-    """What one slice restores: ``slice_no`` of ``slices`` of the tree at ``commit_id``."""
-
-    instance: str
-    commit_id: int
+class WriteOptions:
     root: Path
     uid: int | None
     gid: int | None
     threads: int
-    empty: bool  # the target held nothing: skip comparing with local files
-    slice_no: int = 0
-    slices: int = 1
+    empty: bool  # the target held nothing at the start: skip comparing with local files
 
 
-@dataclass
-class SliceResult:
-    files: int = 0
-    unchanged: int = 0
-    bytes: int = 0
-    known: list[str] = field(default_factory=list)
-
-
-def in_slice(path: str, job: SliceJob) -> bool:
-    return job.slices == 1 or zlib.crc32(path.encode()) % job.slices == job.slice_no
+@dataclass(frozen=True)
+class PageResult:
+    files: int
+    unchanged: int
+    bytes: int
 
 
 def _same_locally(root: Path, e: StoredEntry) -> bool:
@@ -66,48 +53,55 @@ def _same_locally(root: Path, e: StoredEntry) -> bool:
         return False
 
 
-def _write_all(target: TargetDir, batch: list[tuple[StoredEntry, list[bytes]]]) -> int:
+def _write_all(target: TargetDir, batch: list[tuple[StoredEntry, list[bytes]]]) -> None:
     """Verify and write a batch of files (one task per batch keeps thread overhead low)."""
     for e, chunks in batch:
-        data = decode(e.sha256, e.size_bytes, e.codec, chunks, e.path)
-        target.write(e.path, data, e.mode, e.mtime_ns)
-    return len(batch)
+        target.write(
+            e.path, decode(e.sha256, e.size_bytes, e.codec, chunks, e.path), e.mode, e.mtime_ns
+        )
 
 
-def write_slice(store: Store, job: SliceJob) -> SliceResult:
-    """Restore the files of one slice; raises on the first failure (nothing half-written)."""
-    result = SliceResult()
-    target = TargetDir(str(job.root), job.uid, job.gid)
-    pending: list[tuple[Future[int], int]] = []
-    inflight = 0
-    try:
-        with ThreadPoolExecutor(job.threads, thread_name_prefix="restore") as pool:
-            for full_page in store.tree(job.instance, job.commit_id):
-                page = [e for e in full_page if in_slice(e.path, job)]
-                for e in page:
-                    check_rel(e.path)
-                    result.known.append(e.path)
-                result.files += len(page)
-                result.bytes += sum(e.size_bytes for e in page)
-                need = page
-                if not job.empty:
-                    same = list(pool.map(lambda e: _same_locally(job.root, e), page))
-                    need = [e for e, s in zip(page, same, strict=True) if not s]
-                result.unchanged += len(page) - len(need)
-                for group in batches(need, lambda e: e.stored_bytes, FETCH_BYTES):
-                    chunks = store.read_blobs(group)
-                    for i in range(0, len(group), WRITE_BATCH):
-                        part = group[i : i + WRITE_BATCH]
-                        batch = [(e, chunks.get(e.sha256, [])) for e in part]
-                        size = sum(e.stored_bytes for e in part)
-                        pending.append((pool.submit(_write_all, target, batch), size))
-                        inflight += size
-                    while inflight > INFLIGHT_BYTES and pending:
-                        fut, size = pending.pop(0)
-                        fut.result()
-                        inflight -= size
-            for fut, _ in pending:
-                fut.result()
-    finally:
-        target.close()
-    return result
+class PageWriter:
+    """Fetches and writes pages of entries (whose paths the caller has checked)."""
+
+    def __init__(self, store: Store, opts: WriteOptions) -> None:
+        self.store = store
+        self.opts = opts
+        self.target = TargetDir(str(opts.root), opts.uid, opts.gid)
+        self.pool = ThreadPoolExecutor(opts.threads, thread_name_prefix="restore")
+
+    def write_page(self, page: list[StoredEntry]) -> PageResult:
+        """Write every entry of ``page`` that differs locally; raises on the first failure."""
+        need = page
+        if not self.opts.empty:
+            same = list(self.pool.map(lambda e: _same_locally(self.opts.root, e), page))
+            need = [e for e, s in zip(page, same, strict=True) if not s]
+        writes: list[Future[None]] = []
+        for group in batches(need, lambda e: e.stored_bytes, FETCH_BYTES):
+            chunks = self.store.read_blobs(group)
+            for part in batches(group, lambda e: 1, WRITE_BATCH):
+                batch = [(e, chunks.get(e.sha256, [])) for e in part]
+                writes.append(self.pool.submit(_write_all, self.target, batch))
+        for fut in writes:
+            fut.result()
+        return PageResult(len(page), len(page) - len(need), sum(e.size_bytes for e in page))
+
+    def close(self) -> None:
+        """Wait for the threads and release the folder handles (the store stays open)."""
+        self.pool.shutdown()
+        self.target.close()
+
+
+# In each forked restore process: the writer its initializer built.
+_process_writer: PageWriter | None = None
+
+
+def start_process(factory: Callable[[], Store], opts: WriteOptions) -> None:
+    """Initializer of a restore process: its own connection and writer."""
+    global _process_writer
+    _process_writer = PageWriter(factory(), opts)
+
+
+def write_page_in_process(page: list[StoredEntry]) -> PageResult:
+    assert _process_writer is not None, "start_process did not run"
+    return _process_writer.write_page(page)

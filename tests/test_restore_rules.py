@@ -28,7 +28,8 @@ def pushed(db: DbTarget, tmp_path: Path) -> Path:
 def test_traversal_rows_are_refused(
     db: DbTarget, pushed: Path, tmp_path: Path, bad: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db.sql("UPDATE waha_sync_versions SET path = :p WHERE path = 'default/alice/creds.json'", p=bad)
+    for table in ("waha_sync_versions", "waha_sync_entries"):
+        db.sql(f"UPDATE {table} SET path = :p WHERE path = 'default/alice/creds.json'", p=bad)
     target = tmp_path / "deep" / "target"
     assert db.cli("restore", "--sessions-dir", str(target)) == 1
     err = capsys.readouterr().err
