@@ -76,8 +76,8 @@ def restore(
 ) -> RestoreReport:
     """Restore the instance's tree (as of ``at`` if given) into ``settings.sessions_dir``.
 
-    With ``store_factory`` (a way to open another connection), the tree is
-    written by several forked processes, one slice each.
+    With ``store_factory`` (a way to open another connection), pages of the
+    tree are written by several forked processes, each on its own connection.
     """
     started = time.monotonic()
     root = settings.sessions_dir
@@ -168,6 +168,7 @@ def _restore_tree(
         with ProcessPoolExecutor(
             procs, mp_context=ctx, initializer=start_process, initargs=(factory, opts)
         ) as pool:
+            pool.submit(int).result()  # fork every worker now, before we reconnect
             pending: list[Future[PageResult]] = []
             for page in pages:
                 known.update(check_rel_all(page))
