@@ -23,7 +23,7 @@ from waha_sync.common.scan import Candidate, Skipped, fmt_bytes
 from waha_sync.common.store import Store, StoredEntry
 
 log = logging.getLogger("waha_sync.sync")
-GROUP_BYTES = 16 * 1024 * 1024
+GROUP_BYTES = 8 * 1024 * 1024
 GROUP_FILES = 2000
 
 
