@@ -1,0 +1,83 @@
+"""Reading files that WAHA is writing at the same moment (real threads, real files)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from waha_sync.common.read import FileVersion, read_version
+from waha_sync.common.scan import Candidate, Skipped, scan
+from wahatree import SqliteWriter, make_sqlite
+
+SIZE = 4 * 1024 * 1024
+
+
+def _candidate(root: Path, rel: str) -> Candidate:
+    return next(c for c in scan(root, (), 1 << 30).candidates if c.rel == rel)
+
+
+def test_a_file_rewritten_in_place_is_read_as_one_whole_version(tmp_path: Path) -> None:
+    target = tmp_path / "blob.bin"
+    target.write_bytes(b"\x00" * SIZE)
+    stop = threading.Event()
+
+    def rewrite() -> None:  # like a plain, non-atomic writeFile of the same size
+        n = 0
+        while not stop.is_set():
+            n = (n + 1) % 255
+            with target.open("r+b") as f:
+                for _ in range(0, SIZE, 65536):
+                    f.write(bytes([n + 1]) * 65536)
+            time.sleep(0.02)
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    try:
+        for _ in range(20):
+            got = read_version(_candidate(tmp_path, "blob.bin"))
+            if isinstance(got, Skipped):
+                assert "kept changing" in got.reason
+                continue
+            assert isinstance(got, FileVersion)
+            assert len(set(got.data)) == 1, "a read mixed two versions"
+    finally:
+        stop.set()
+        writer.join()
+
+
+def test_half_written_json_is_read_again_until_valid(tmp_path: Path) -> None:
+    creds = tmp_path / "creds.json"
+    creds.write_text('{"noiseKey": ')  # truncated, as writeFile leaves it mid-write
+
+    def finish() -> None:
+        time.sleep(0.2)
+        creds.write_text('{"noiseKey": "abc"}')
+
+    threading.Thread(target=finish).start()
+    got = read_version(_candidate(tmp_path, "creds.json"), json_retry_seconds=2.0)
+    assert isinstance(got, FileVersion) and got.data == b'{"noiseKey": "abc"}'
+
+
+def test_sqlite_snapshot_is_consistent_under_a_live_writer(tmp_path: Path) -> None:
+    db = tmp_path / "gows.db"
+    make_sqlite(db, rows=10)
+    writer = SqliteWriter(db, rate_per_s=500)
+    writer.start()
+    try:
+        for _ in range(10):
+            before = writer.committed
+            got = read_version(_candidate(tmp_path, "gows.db"))
+            assert isinstance(got, FileVersion) and got.is_sqlite
+            snap = tmp_path / "snap.db"
+            snap.write_bytes(got.data)
+            conn = sqlite3.connect(snap)
+            ids = [r[0] for r in conn.execute("SELECT id FROM events ORDER BY id")]
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            conn.close()
+            snap.unlink()
+            assert ids == list(range(1, len(ids) + 1))
+            assert len(ids) >= before
+    finally:
+        writer.stop()
