@@ -40,6 +40,11 @@ def sqlstate(exc: BaseException) -> str | None:
     return None
 
 
+def server_kind(version: str) -> str:
+    """``cockroachdb`` or ``postgresql``, from what ``SELECT version()`` returned."""
+    return "cockroachdb" if version.lstrip().lower().startswith("cockroachdb") else "postgresql"
+
+
 def is_connection_error(exc: BaseException) -> bool:
     """True when the connection itself broke (network, server shutdown)."""
     if isinstance(exc, pg8000.exceptions.InterfaceError | OSError | DatabaseUnavailable):
@@ -105,7 +110,7 @@ class Database:
                 conn.close()
                 raise DatabaseUnavailable(f"database: cannot query the server ({exc})") from exc
             self.version = version
-            self.kind = "cockroachdb" if "cockroachdb" in version.lower() else "postgresql"
+            self.kind = server_kind(version)
             self.tls = connection_uses_tls(conn)
             self._conn = conn
         return self._conn

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import DbTarget
 from waha_sync.common.content import encode
-from waha_sync.common.db import Database, RetryPolicy, Tx, sqlstate
+from waha_sync.common.db import Database, RetryPolicy, Tx, server_kind, sqlstate
 from waha_sync.common.errors import DatabaseUnavailable, FencedError
 from waha_sync.common.pgstore import PgStore
 from waha_sync.common.pgurl import parse_url
@@ -160,3 +160,27 @@ def test_a_dropped_connection_is_reopened_and_the_transaction_rerun(plain_db: Db
     plain_db.sql("SELECT pg_terminate_backend(:p)", p=pid)
     assert conn.transaction(lambda tx: tx.run("SELECT pg_backend_pid()")[0][0]) != pid
     assert conn.retries == 1
+
+
+@pytest.mark.parametrize(
+    ("version", "kind"),
+    [
+        (
+            "CockroachDB CCL v24.2.4 (x86_64-pc-linux-gnu, built 2024/10/07 14:47:14, go1.22.5)",
+            "cockroachdb",
+        ),
+        ("CockroachDB OSS v22.2.19 (aarch64-unknown-linux-gnu, built 2024/02/12)", "cockroachdb"),
+        (
+            "PostgreSQL 16.4 on x86_64-pc-linux-gnu, compiled by gcc (GCC) 12.2.0, 64-bit",
+            "postgresql",
+        ),
+    ],
+)
+def test_server_kind_from_version(version: str, kind: str) -> None:
+    assert server_kind(version) == kind
+
+
+def test_server_kind_of_the_test_server(plain_db: DbTarget) -> None:
+    conn = Database(parse_url(plain_db.url))
+    conn.connect()
+    assert conn.kind == "postgresql" and conn.version.startswith("PostgreSQL")
