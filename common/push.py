@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from waha_sync.common.config import Settings
-from waha_sync.common.errors import ConfigError, FencedError, RefusedError
+from waha_sync.common.errors import FencedError, RefusedError
 from waha_sync.common.marker import Marker, read_marker, write_marker
 from waha_sync.common.scan import Excluder, scan
 from waha_sync.common.ship import ShipReport, ship
@@ -70,13 +70,9 @@ def _authorise(store: Store, root: Path, name: str, force: bool) -> tuple[Instan
 
 
 def push(store: Store, settings: Settings, *, force: bool = False) -> PushOutcome:
-    """Scan ``settings.sessions_dir`` and ship every difference as one commit."""
+    """Scan ``settings.sessions_dir`` (an existing folder) and ship every difference as one
+    commit."""
     root = settings.sessions_dir
-    if not root.is_dir():
-        raise ConfigError(
-            f"sessions_dir: not a directory (got {str(root)!r})",
-            "--sessions-dir pointing at WAHA's sessions folder",
-        )
     name = settings.instance
     instance, marker = _authorise(store, root, name, force)
     started = time.monotonic()

@@ -31,7 +31,6 @@ GROUP_FILES = 2000
 class ShipReport:
     """What one shipment did; ``commit_id`` is None when there was nothing to commit."""
 
-    considered: int = 0
     uploaded: int = 0
     unchanged: int = 0
     deleted: int = 0
@@ -99,7 +98,7 @@ def ship(
     database holds them. Raises what ``Store`` raises; nothing is committed then.
     """
     started = time.monotonic()
-    report = ShipReport(considered=len(candidates))
+    report = ShipReport()
     changed: list[StoredEntry] = []
     todo = [c for c in candidates if not unchanged_by_stat(c, stored.get(c.rel))]
     report.unchanged = len(candidates) - len(todo)
