@@ -5,7 +5,8 @@ empty components, a NUL byte, or a component over 255 bytes. Folders are
 opened one component at a time relative to their parent with
 ``O_NOFOLLOW``, so a symlink anywhere on the way (even one planted in the
 target) is refused rather than followed. Every file is written to a temp
-name in its final folder and renamed into place: no partial file ever
+file in its final folder (``O_TMPFILE``) and linked in complete, or
+written under a temp name and renamed into place: no partial file ever
 stands under a final name.
 """
 
@@ -22,6 +23,7 @@ from waha_sync.common.errors import UnsafePathError, WahaSyncError
 
 TMP_MARK = ".waha-sync-tmp-"
 _unique = itertools.count()  # next() is atomic under the GIL
+USE_UNNAMED = True  # O_TMPFILE + link where the filesystem supports it
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -50,6 +52,7 @@ class TargetDir:
         self._lock = threading.Lock()
         self._umask = os.umask(0o022)
         os.umask(self._umask)
+        self._unnamed_ok = USE_UNNAMED and Path("/proc/self/fd").is_dir()
 
     def _owner(self) -> tuple[int, int]:
         return (-1 if self.uid is None else self.uid, -1 if self.gid is None else self.gid)
@@ -95,35 +98,67 @@ class TargetDir:
             raise
 
     def write(self, path: str, data: bytes, mode: int, mtime_ns: int) -> None:
-        """Write ``data`` to ``path`` atomically (temp file, then rename); no fsync here."""
+        """Write ``data`` to ``path`` so that only the complete file ever bears the name.
+
+        The content goes to an unnamed file (``O_TMPFILE``) that is linked in
+        when complete, or, where that is unsupported or the name is taken,
+        to a temp name renamed over the final one. No fsync here (see
+        ``sync_and_close``).
+        """
         parts = check_rel(path)
         dfd = self.folder("/".join(parts[:-1]), path) if len(parts) > 1 else self._fds[""]
         name = parts[-1]
         tmp = f".{name[:200]}{TMP_MARK}{os.getpid()}-{next(_unique)}"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(tmp, flags, mode & 0o777, dir_fd=dfd)
+        named = False
         try:
+            fd = self._open_unnamed(dfd, mode)
+            if fd is None:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                fd, named = os.open(tmp, flags, mode & 0o777, dir_fd=dfd), True
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                if self.uid is not None or self.gid is not None:
-                    os.fchown(fd, *self._owner())
-                if mode & (self._umask | 0o7000):  # open() could not set all of it
-                    os.fchmod(fd, mode & 0o7777)
-                os.utime(fd, ns=(mtime_ns, mtime_ns))
+                self._fill(fd, data, mode, mtime_ns)
+                if not named:
+                    try:  # one directory operation: the fastest way to a final name
+                        os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dfd)
+                        return
+                    except FileExistsError:  # replacing a differing local file
+                        os.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=dfd)
+                        named = True
             finally:
                 os.close(fd)
             os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=dfd)
+            if named:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=dfd)
             if exc.errno == errno.ENOSPC:
                 raise WahaSyncError(
                     f"{path}: no space left on the target volume",
                     "free space or enlarge the volume, then restore again",
                 ) from exc
             raise WahaSyncError(f"{path}: cannot write ({exc.strerror})") from exc
+
+    def _open_unnamed(self, dfd: int, mode: int) -> int | None:
+        """An unnamed file in the folder, or None where O_TMPFILE or /proc is missing."""
+        if not self._unnamed_ok:
+            return None
+        try:
+            return os.open(".", os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, mode & 0o777, dir_fd=dfd)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+            self._unnamed_ok = False
+            return None
+
+    def _fill(self, fd: int, data: bytes, mode: int, mtime_ns: int) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if self.uid is not None or self.gid is not None:
+            os.fchown(fd, *self._owner())
+        if mode & (self._umask | 0o7000):  # open() could not set all of it
+            os.fchmod(fd, mode & 0o7777)
+        os.utime(fd, ns=(mtime_ns, mtime_ns))
 
     def sync_and_close(self) -> None:
         """Flush the whole target filesystem once (syncfs), instead of an fsync per file."""

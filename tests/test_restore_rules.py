@@ -208,3 +208,15 @@ def test_unreadable_file_is_reported_and_keeps_its_stored_version(
     target = tmp_path / "target"
     assert db.cli("restore", "--sessions-dir", str(target)) == 0
     assert (target / "default" / "alice" / "pre-key-2.json").read_bytes() == stored
+
+
+def test_named_temp_files_where_unnamed_ones_are_unavailable(
+    db: DbTarget, pushed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from waha_sync.init import safepath
+
+    monkeypatch.setattr(safepath, "USE_UNNAMED", False)  # as on a filesystem without O_TMPFILE
+    target = tmp_path / "target"
+    assert db.cli("restore", "--sessions-dir", str(target)) == 0
+    assert tree_digest(target) == tree_digest(pushed)
+    assert not any(safepath.TMP_MARK in p.name for p in target.rglob("*"))
