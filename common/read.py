@@ -6,7 +6,8 @@
 - ``*.json`` must parse: WAHA's NOWEB engine writes its key files with plain,
   non-atomic ``writeFile``, so a half-written file is normal; it is read
   again shortly, and reported if it stays invalid.
-- A file that changes while being read is read again.
+- A file is read once it has been quiet for 0.2 s, and read again if it
+  changes while being read.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from waha_sync.common.scan import Candidate, Skipped
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 SQLITE_MIME = "application/vnd.sqlite3"
-READ_ATTEMPTS = 5
+QUIET_NS = 200_000_000  # a file must be this long unmodified before it is read
+UNSTABLE_AFTER_S = 3.0  # then it is reported as changing and tried again later
 
 
 @dataclass(frozen=True)
@@ -41,11 +43,21 @@ class Vanished(Exception):
 
 
 def _read_stable(c: Candidate) -> tuple[bytes, os.stat_result]:
-    """The file's bytes, read again until size and mtime hold still during a read."""
-    for _ in range(READ_ATTEMPTS):
+    """The file's bytes once it has been quiet for ``QUIET_NS`` and held still while read.
+
+    A plain, non-atomic writer may pause half-way through a file; no check
+    made during one read can see that, so a file modified within the last
+    ``QUIET_NS`` is not read until it is older (at most ``UNSTABLE_AFTER_S``).
+    """
+    deadline = time.monotonic() + UNSTABLE_AFTER_S
+    while time.monotonic() < deadline:
         fd = os.open(c.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             before = os.fstat(fd)
+            age = time.time_ns() - before.st_mtime_ns
+            if age < QUIET_NS:
+                time.sleep((QUIET_NS - age) / 1e9)
+                continue
             chunks = []
             while chunk := os.read(fd, 1 << 20):
                 chunks.append(chunk)
@@ -54,7 +66,6 @@ def _read_stable(c: Candidate) -> tuple[bytes, os.stat_result]:
             os.close(fd)
         if (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns):
             return b"".join(chunks), after
-        time.sleep(0.05)
     raise _Unstable
 
 
@@ -83,30 +94,49 @@ def read_version(c: Candidate, json_retry_seconds: float = 0.5) -> FileVersion |
 
     Raises ``Vanished`` when the file is gone (the caller records a deletion).
     """
+    try:
+        if _is_sqlite(c):  # snapshotted consistently: no need to wait for quiet
+            st = c.path.lstat()
+            return FileVersion(
+                c.rel, (snap := _snapshot(c)), len(snap), st.st_mtime_ns, c.mode, True
+            )
+    except FileNotFoundError:
+        raise Vanished(c.rel) from None
+    except sqlite3.Error as exc:
+        return Skipped(c.rel, f"SQLite snapshot failed ({exc})")
+    except OSError as exc:
+        return _unreadable(c, exc)
     deadline = time.monotonic() + json_retry_seconds
     while True:
         try:
             data, st = _read_stable(c)
         except FileNotFoundError:
             raise Vanished(c.rel) from None
-        except PermissionError:
-            return Skipped(c.rel, "unreadable (permission denied)")
         except _Unstable:
             return Skipped(c.rel, "kept changing while being read; will retry")
         except OSError as exc:
-            return Skipped(c.rel, f"unreadable ({exc.strerror})")
-        if data.startswith(SQLITE_HEADER):
-            try:
-                snap = _snapshot(c)
-            except sqlite3.Error as exc:
-                return Skipped(c.rel, f"SQLite snapshot failed ({exc})")
-            return FileVersion(c.rel, snap, len(snap), st.st_mtime_ns, c.mode, True)
+            return _unreadable(c, exc)
         if not c.rel.endswith(".json") or _valid_json(data):
             mode = st.st_mode & 0o7777
             return FileVersion(c.rel, data, len(data), st.st_mtime_ns, mode, False)
         if time.monotonic() >= deadline:
             return Skipped(c.rel, "invalid JSON (half-written?); the stored version is kept")
         time.sleep(0.1)
+
+
+def _is_sqlite(c: Candidate) -> bool:
+    """Whether the file starts with SQLite's header, whatever its name."""
+    fd = os.open(c.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        return os.read(fd, len(SQLITE_HEADER)) == SQLITE_HEADER
+    finally:
+        os.close(fd)
+
+
+def _unreadable(c: Candidate, exc: OSError) -> Skipped:
+    if isinstance(exc, PermissionError):
+        return Skipped(c.rel, "unreadable (permission denied)")
+    return Skipped(c.rel, f"unreadable ({exc.strerror})")
 
 
 def _valid_json(data: bytes) -> bool:

@@ -18,33 +18,39 @@ def _candidate(root: Path, rel: str) -> Candidate:
     return next(c for c in scan(root, (), 1 << 30).candidates if c.rel == rel)
 
 
-def test_a_file_rewritten_in_place_is_read_as_one_whole_version(tmp_path: Path) -> None:
+def test_a_writer_pausing_mid_file_never_yields_a_torn_version(tmp_path: Path) -> None:
     target = tmp_path / "blob.bin"
     target.write_bytes(b"\x00" * SIZE)
     stop = threading.Event()
 
-    def rewrite() -> None:  # like a plain, non-atomic writeFile of the same size
+    def rewrite() -> None:  # bursts of plain, non-atomic rewrites that pause half-way
         n = 0
         while not stop.is_set():
-            n = (n + 1) % 255
-            with target.open("r+b") as f:
-                for _ in range(0, SIZE, 65536):
-                    f.write(bytes([n + 1]) * 65536)
-            time.sleep(0.02)
+            for _ in range(3):
+                n = (n + 1) % 255
+                with target.open("r+b", buffering=0) as f:
+                    f.write(bytes([n + 1]) * (SIZE // 2))
+                    time.sleep(0.03)
+                    f.write(bytes([n + 1]) * (SIZE // 2))
+            stop.wait(0.5)
 
     writer = threading.Thread(target=rewrite)
     writer.start()
+    whole = 0
     try:
-        for _ in range(20):
+        end = time.monotonic() + 4
+        while time.monotonic() < end:
             got = read_version(_candidate(tmp_path, "blob.bin"))
             if isinstance(got, Skipped):
                 assert "kept changing" in got.reason
                 continue
             assert isinstance(got, FileVersion)
             assert len(set(got.data)) == 1, "a read mixed two versions"
+            whole += 1
     finally:
         stop.set()
         writer.join()
+    assert whole >= 3, "the writer rests 0.5 s between bursts: reads must succeed then"
 
 
 def test_half_written_json_is_read_again_until_valid(tmp_path: Path) -> None:
