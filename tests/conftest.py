@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pg8000.native
 import pytest
 
+from tls_servers import certs, plain_pg, server_bin, sslonly_pg, tls_pg  # noqa: F401 - fixtures
 from waha_sync.common.localpg import LocalPostgres
 
 CHAOS_RATE = 0.15
