@@ -179,7 +179,3 @@ class Database:
             conn.run("ROLLBACK")
         except (pg8000.exceptions.Error, OSError):
             self.close()
-
-    def autocommit(self, sql: str) -> None:
-        """Run one statement outside a transaction block (used for DDL)."""
-        self.connect().run(sql)
