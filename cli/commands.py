@@ -6,9 +6,8 @@ import argparse
 import functools
 import json
 import logging
-import statistics
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pg8000.exceptions
@@ -16,15 +15,24 @@ import pg8000.exceptions
 from waha_sync.common.config import Settings
 from waha_sync.common.db import Database, sqlstate
 from waha_sync.common.errors import ConfigError
+from waha_sync.common.gc import collect
 from waha_sync.common.logs import register_secret
 from waha_sync.common.pgstore import PgStore, open_pg_store
 from waha_sync.common.pgurl import parse_url
 from waha_sync.common.push import push
 from waha_sync.common.scan import fmt_bytes
 from waha_sync.common.schema import LATEST, migrate, schema_version
-from waha_sync.init.restore import restore
+from waha_sync.common.trees import Tree, trees
 
-COMPONENT = {"push": "sync", "restore": "restore", "ls": "cli", "check": "cli", "up": "sync"}
+COMPONENT = {
+    "push": "sync",
+    "restore": "restore",
+    "sidecar": "sync",
+    "gc": "sync",
+    "ls": "cli",
+    "check": "cli",
+    "up": "sync",
+}
 
 
 def describe(exc: BaseException) -> str:
@@ -36,7 +44,7 @@ def describe(exc: BaseException) -> str:
 
 
 def add_command_flags(name: str, sub: argparse.ArgumentParser) -> None:
-    if name == "push":
+    if name in ("push", "sidecar"):
         sub.add_argument(
             "--force",
             action="store_true",
@@ -113,17 +121,39 @@ def run_push(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def run_sidecar(settings: Settings, args: argparse.Namespace) -> int:
+    """Keep every tree in the database until SIGTERM (see ``waha_sync.sidecar.run``)."""
+    from waha_sync.sidecar.run import Sidecar
+
+    def open_store(tree: Tree) -> PgStore:
+        params = parse_url(tree.database_url)
+        if params.password is not None:
+            register_secret(params.password.get_secret_value())
+        return open_pg_store(params, settings.chaos_40001_rate, "sync")
+
+    return Sidecar(settings, open_store, force=args.force).run()
+
+
 def run_restore(settings: Settings, args: argparse.Namespace) -> int:
+    for tree in trees(settings, restoring=True):
+        _restore_tree(tree.settings_for(settings), args, tree.label)
+    return 0
+
+
+def _restore_tree(settings: Settings, args: argparse.Namespace, label: str) -> None:
+    from waha_sync.init.restore import restore  # the sidecar never needs it: keep RSS low
+
     log = logging.getLogger("waha_sync.restore")
     db = open_db(settings, "restore", settings.wait_seconds)
     migrate(db)
     another = functools.partial(open_pg_store, db.params, settings.chaos_40001_rate, "restore")
     r = restore(PgStore(db), settings, at=args.at, read_only=args.read_only, store_factory=another)
     if r.commit_id == 0:
-        return 0
+        return
     log.info(
-        "restore done: commit %d, %d files (%d written, %d unchanged, %d local kept), %s; "
+        "restore done (%s): commit %d, %d files (%d written, %d unchanged, %d local kept), %s; "
         "epoch %s; %.2fs",
+        label,
         r.commit_id,
         r.files,
         r.written,
@@ -133,7 +163,6 @@ def run_restore(settings: Settings, args: argparse.Namespace) -> int:
         r.epoch or "none (read-only)",
         r.seconds,
     )
-    return 0
 
 
 def run_ls(settings: Settings, args: argparse.Namespace) -> int:
@@ -159,6 +188,8 @@ def run_ls(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_check(settings: Settings, args: argparse.Namespace) -> int:
+    import statistics
+
     db = open_db(settings, "cli", 0)
     conn = db.connect()
     samples = []
@@ -175,4 +206,21 @@ def run_check(settings: Settings, args: argparse.Namespace) -> int:
         + ("" if version else "; created by the first restore or push")
     )
     print(f"latency:  {statistics.median(samples):.2f} ms (median of 5 round trips)")
+    return 0
+
+
+def run_gc(settings: Settings, args: argparse.Namespace) -> int:
+    for tree in trees(settings):
+        one = tree.settings_for(settings)
+        db = open_db(one, "sync", settings.wait_seconds)
+        migrate(db)
+        report = collect(PgStore(db), one.instance, timedelta(hours=settings.retention_hours))
+        if not report.rows_deleted:  # collect logs its summary only when it deleted something
+            logging.getLogger("waha_sync.sync").info(
+                "gc done: instance %s: nothing to delete (history kept: %g hours); %.2fs",
+                one.instance,
+                settings.retention_hours,
+                report.seconds,
+            )
+        db.close()
     return 0

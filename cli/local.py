@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from waha_sync.commands import run_push, run_restore
+from waha_sync.commands import run_restore, run_sidecar
 from waha_sync.common.config import Settings
 from waha_sync.common.pgurl import parse_url
 
@@ -25,7 +25,7 @@ def local_db_dir(settings: Settings) -> Path:
 
 
 def run_up(settings: Settings, args: argparse.Namespace) -> int:
-    """Restore, then push once; with no database URL, on an embedded PostgreSQL."""
+    """Restore, then the sidecar until Ctrl-C; with no database URL, on an embedded PostgreSQL."""
     from waha_sync.common.localpg import LocalPostgres
 
     log = logging.getLogger("waha_sync.sync")
@@ -40,9 +40,9 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
         )
         settings = settings.model_copy(update={"database_url": SecretStr(local.url())})
     try:
-        once = argparse.Namespace(at=None, read_only=False, force=False)
-        code = run_restore(settings, once)
-        return code or run_push(settings, once)
+        settings.sessions_dir.mkdir(parents=True, exist_ok=True)
+        plain = argparse.Namespace(at=None, read_only=False, force=False)
+        return run_restore(settings, plain) or run_sidecar(settings, plain)
     finally:
         if local is not None:
             local.stop()

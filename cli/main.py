@@ -34,12 +34,30 @@ COMMANDS = {
         "alone, differing ones replaced, unknown ones kept and listed. Writes the marker "
         ".waha-sync/restored.json on success.",
     ),
+    "gc": (
+        commands.run_gc,
+        "Delete history older than --retention-hours and content nothing refers to.",
+        "Keeps the live tree and every state from the retention horizon on (restore --at any "
+        "later time gives the same tree); deletes older replaced versions, old tombstones and "
+        "commit records, then stored content that no file or version of any instance refers "
+        "to and that no writer used within the last hour. Works in small transactions, safe "
+        "while pushes and restores run. The sidecar does this every --gc-interval-seconds.",
+    ),
+    "sidecar": (
+        commands.run_sidecar,
+        "Keep the database equal to the sessions directory while WAHA runs.",
+        "Requires this instance's restore marker (unless --force), compares the tree with the "
+        "database, then watches it with inotify and ships every change once it has been quiet "
+        "for --debounce-seconds (at most --max-delay-seconds late), one commit per batch. "
+        "Survives database outages; stops writing if another pod claims the instance. "
+        "SIGTERM/SIGINT: final flush within --shutdown-timeout-seconds, exit 0.",
+    ),
     "up": (
         local.run_up,
-        "Run locally: restore, then push (an embedded PostgreSQL if no URL is given).",
+        "Run locally: restore, then the sidecar (an embedded PostgreSQL if no URL is given).",
         "For a laptop: with no database URL configured, starts an embedded PostgreSQL whose "
         "data lives in the user's state directory (printed), restores --sessions-dir from it, "
-        "then pushes the directory once. Continuous sync comes with the sidecar.",
+        "then syncs it continuously until Ctrl-C (which ships what is pending first).",
     ),
     "ls": (commands.run_ls, "List the stored live files of the instance.", None),
     "check": (

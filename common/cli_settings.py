@@ -20,7 +20,7 @@ from waha_sync.common.errors import ConfigError
 from waha_sync.common.pgurl import redact_url
 
 SECRETS_DIR_ENV = "WAHA_SYNC_SECRETS_DIR"
-_SECRET_FIELDS = {"database_url"}
+_SECRET_FIELDS = {"database_url", "media_database_url"}
 
 
 def flag_name(field: str) -> str:

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -59,6 +59,16 @@ HINTS: dict[str, str] = {
     "log_level": "--log-level INFO (DEBUG, INFO, WARNING or ERROR)",
     "log_format": "--log-format text (or json)",
     "chaos_40001_rate": "--chaos-40001-rate 0 (a fraction from 0 to 1; for tests only)",
+    "debounce_seconds": "--debounce-seconds 1.0 (0.05 to 60)",
+    "max_delay_seconds": "--max-delay-seconds 10 (at least the debounce)",
+    "reconcile_seconds": "--reconcile-seconds 600 (at least 10)",
+    "shutdown_timeout_seconds": "--shutdown-timeout-seconds 20 (below the pod's grace period)",
+    "retention_hours": "--retention-hours 168 (history kept for `restore --at`; at least 1)",
+    "gc_interval_seconds": "--gc-interval-seconds 3600 (0 turns garbage collection off)",
+    "media_dir": "--media-dir /app/.media",
+    "media_storage": "--media-storage postgresql (or local: media is not synced)",
+    "media_database_url": "--media-database-url 'postgresql://user:password@host:5432/media'",
+    "restore_media": "--restore-media false (true or false)",
 }
 
 
@@ -128,6 +138,67 @@ class Settings(BaseSettings):
         "as CockroachDB may, to prove every transaction retries.",
     )
 
+    debounce_seconds: float = Field(
+        default=1.0,
+        ge=0.05,
+        le=60,
+        description="A changed file ships once it has been quiet this long.",
+    )
+    max_delay_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="...and never later than this after its first change, even if it keeps "
+        "changing.",
+    )
+    reconcile_seconds: float = Field(
+        default=600.0,
+        ge=10,
+        description="How often the sidecar rescans the whole tree as a safety net for missed "
+        "events (size and mtime compared; hashing only on difference).",
+    )
+    shutdown_timeout_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        le=3600,
+        description="On SIGTERM, how long the final flush may take (keep it under the pod's "
+        "terminationGracePeriodSeconds).",
+    )
+    retention_hours: float = Field(
+        default=168.0,
+        ge=1,
+        description="History kept for `restore --at`; older versions and unreferenced content "
+        "are garbage-collected.",
+    )
+    gc_interval_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="How often the sidecar collects garbage (0: never).",
+    )
+    media_dir: Path = Field(
+        default=Path("/app/.media"),
+        description="WAHA's media directory, synced when media storage is postgresql.",
+    )
+    media_storage: Literal["local", "postgresql"] = Field(
+        default="local",
+        validation_alias=AliasChoices(
+            "media_storage", "WAHA_SYNC_MEDIA_STORAGE", "WAHA_MEDIA_STORAGE"
+        ),
+        description="postgresql: sync --media-dir too, as its own tree (env "
+        "WAHA_SYNC_MEDIA_STORAGE or WAHA_MEDIA_STORAGE).",
+    )
+    media_database_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "media_database_url", "WAHA_SYNC_MEDIA_DATABASE_URL", "WAHA_MEDIA_POSTGRESQL_URL"
+        ),
+        description="Database for media (env WAHA_SYNC_MEDIA_DATABASE_URL or "
+        "WAHA_MEDIA_POSTGRESQL_URL); default: the main database.",
+    )
+    restore_media: bool = Field(
+        default=True, description="Whether restore also fills --media-dir (when media syncs)."
+    )
+
     @field_validator("instance")
     @classmethod
     def _instance_name(cls, value: str) -> str:
@@ -140,6 +211,19 @@ class Settings(BaseSettings):
     def _split_globs(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in re.split(r"[,\n]", value) if part.strip()]
+        return value
+
+    @field_validator("media_storage", mode="before")
+    @classmethod
+    def _lower_storage(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("max_delay_seconds")
+    @classmethod
+    def _not_before_debounce(cls, value: float, info: ValidationInfo) -> float:
+        debounce = info.data.get("debounce_seconds")
+        if debounce is not None and value < debounce:
+            raise ValueError(f"must be at least debounce_seconds ({debounce:g})")
         return value
 
     @field_validator("log_level", mode="before")

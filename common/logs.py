@@ -3,7 +3,9 @@
 Components log through ``waha_sync.<component>`` loggers and every line is
 prefixed with the component in brackets (``[RESTORE]``, ``[SYNC]``,
 ``[HTTP]``). Text lines go to stderr as ``[SYNC] message``; JSON lines carry
-``time``, ``level``, ``component`` and ``message``. Every registered secret is
+``time``, ``level``, ``component`` and ``message``. A warning or error line
+reads ``[SYNC] error: ...`` unless it was logged with ``extra={"plain": True}``
+(a message that names its own state, such as ``fenced: ...``). Every registered secret is
 replaced by ``***`` in whatever is logged, as a last line of defence.
 """
 
@@ -36,7 +38,8 @@ def _tag(record: logging.LogRecord) -> str:
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        plain = record.levelno < logging.WARNING or getattr(record, "plain", False)
+        level = "" if plain else f"{record.levelname.lower()}: "
         return scrub(f"[{_tag(record)}] {level}{record.getMessage()}")
 
 

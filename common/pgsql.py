@@ -45,7 +45,12 @@ FROM (SELECT DISTINCT ON (path) path, sha256, size_bytes, mode, mtime_ns, mime
 LEFT JOIN waha_sync_blobs b ON b.sha256 = t.sha256
 """
 COMMIT_AT = "SELECT max(id) FROM waha_sync_commits WHERE instance = :n AND created_at <= :w"
-KNOWN_BLOBS = "SELECT sha256 FROM waha_sync_blobs WHERE sha256 = ANY(CAST(:s AS TEXT[]))"
+# Reporting a blob as present also marks it in use, so GC spares it while the
+# caller goes on to commit entries that refer to it.
+KNOWN_BLOBS = """
+UPDATE waha_sync_blobs SET used_at = now() WHERE sha256 = ANY(CAST(:s AS TEXT[]))
+RETURNING sha256
+"""
 PUT_CHUNKS = """
 INSERT INTO waha_sync_chunks (sha256, seq, data)
 SELECT * FROM unnest(CAST(:s AS TEXT[]), CAST(:q AS INT[]), CAST(:d AS BYTEA[]))
@@ -55,7 +60,7 @@ PUT_BLOBS = """
 INSERT INTO waha_sync_blobs (sha256, size_bytes, codec, stored_bytes, chunks)
 SELECT * FROM unnest(CAST(:s AS TEXT[]), CAST(:z AS BIGINT[]), CAST(:c AS TEXT[]),
                      CAST(:b AS BIGINT[]), CAST(:n AS INT[]))
-ON CONFLICT (sha256) DO NOTHING
+ON CONFLICT (sha256) DO UPDATE SET used_at = now()
 """
 READ_CHUNKS = """
 SELECT c.sha256, c.data FROM waha_sync_chunks c JOIN waha_sync_blobs b ON b.sha256 = c.sha256
@@ -101,3 +106,77 @@ INSERT INTO waha_sync_commits (instance, id, epoch, holder, files_changed, files
     bytes_raw)
 VALUES (:n, :cid, :e, :h, :fc, :fd, :b)
 """
+
+# Garbage collection (waha_sync.common.gc). The horizon commit is the last one
+# made at or before now() - retention; every state from it on stays restorable.
+GC_HORIZON = """
+SELECT max(id) FROM waha_sync_commits
+WHERE instance = :n AND created_at <= now() - CAST(:r AS FLOAT8) * INTERVAL '1 second'
+"""
+# One page of history at or before the horizon, in key order from a cursor.
+GC_VERSION_PAGE = """
+SELECT path, commit_id FROM waha_sync_versions
+WHERE instance = :n AND commit_id <= :c
+    AND (path, commit_id) > (CAST(:ap AS TEXT), CAST(:ac AS BIGINT))
+ORDER BY path, commit_id LIMIT :lim
+"""
+_PAGE_KEYS = """
+v.instance = :n AND (v.path, v.commit_id) IN (
+    SELECT * FROM unnest(CAST(:p AS TEXT[]), CAST(:k AS BIGINT[])))
+"""
+# Versions before the horizon that a later version at or before it replaces.
+GC_SUPERSEDED = f"""
+DELETE FROM waha_sync_versions AS v
+WHERE {_PAGE_KEYS} AND v.commit_id < :c AND EXISTS (
+    SELECT 1 FROM waha_sync_versions w WHERE w.instance = v.instance AND w.path = v.path
+    AND w.commit_id > v.commit_id AND w.commit_id <= :c)
+RETURNING 1
+"""
+# A tombstone that is the only version left at or before the horizon says
+# nothing a missing row would not (run after GC_SUPERSEDED: never resurrects).
+GC_TOMBSTONES = f"""
+DELETE FROM waha_sync_versions AS v
+WHERE {_PAGE_KEYS} AND v.sha256 IS NULL AND v.commit_id <= :c AND NOT EXISTS (
+    SELECT 1 FROM waha_sync_versions w WHERE w.instance = v.instance AND w.path = v.path
+    AND w.commit_id <> v.commit_id AND w.commit_id <= :c)
+RETURNING 1
+"""
+# Batches keyed by one column from a cursor; each returns (rows deleted, next cursor).
+GC_ENTRIES = """
+WITH d AS (
+    DELETE FROM waha_sync_entries
+    WHERE instance = :n AND deleted AND commit_id <= :c AND path IN (
+        SELECT path FROM waha_sync_entries
+        WHERE instance = :n AND deleted AND commit_id <= :c AND path > :after
+        ORDER BY path LIMIT :lim)
+    RETURNING path
+)
+SELECT count(*), max(path) FROM d
+"""
+GC_COMMITS = """
+WITH d AS (
+    DELETE FROM waha_sync_commits
+    WHERE instance = :n AND id < :c AND id IN (
+        SELECT id FROM waha_sync_commits WHERE instance = :n AND id < :c AND id > :after
+        ORDER BY id LIMIT :lim)
+    RETURNING id
+)
+SELECT count(*), max(id) FROM d
+"""
+# Unused: no entry (live or tombstone) nor version of any instance refers to
+# the blob, and no writer has relied on it within the grace period.
+_UNUSED = """
+b.used_at < now() - CAST(:g AS FLOAT8) * INTERVAL '1 second'
+AND NOT EXISTS (SELECT 1 FROM waha_sync_entries e WHERE e.sha256 = b.sha256)
+AND NOT EXISTS (SELECT 1 FROM waha_sync_versions v WHERE v.sha256 = b.sha256)
+"""
+GC_BLOB_PAGE = f"""
+SELECT b.sha256, b.chunks, ({_UNUSED}) FROM waha_sync_blobs AS b
+WHERE b.sha256 > :after ORDER BY b.sha256 LIMIT :lim
+"""
+# Checks again at delete time: a blob marked in use or referenced meanwhile stays.
+GC_BLOBS = f"""
+DELETE FROM waha_sync_blobs AS b WHERE b.sha256 = ANY(CAST(:s AS TEXT[])) AND {_UNUSED}
+RETURNING b.sha256, b.stored_bytes
+"""
+GC_CHUNKS = "DELETE FROM waha_sync_chunks WHERE sha256 = ANY(CAST(:s AS TEXT[]))"

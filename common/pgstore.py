@@ -8,8 +8,8 @@ transaction runs through ``Database.transaction`` and so survives 40001.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from waha_sync.common import pgsql as sql
@@ -18,9 +18,10 @@ from waha_sync.common.content import EncodedBlob
 from waha_sync.common.db import Database, Tx
 from waha_sync.common.errors import FencedError
 from waha_sync.common.pgurl import ConnParams
-from waha_sync.common.store import CommitResult, Instance, StoredEntry
+from waha_sync.common.store import CommitResult, GcBatch, Instance, StoredEntry
 
 PAGE = 1000
+GC_ROWS = 500  # rows a garbage-collection transaction looks at or deletes (about)
 BLOB_TX_BYTES = 8 * 1024 * 1024  # stored bytes per put_blobs transaction
 # Chunk bytes per INSERT: sent as hex they double, and CockroachDB refuses
 # client messages over 16 MiB (sql.conn.max_read_buffer_message_size).
@@ -40,6 +41,10 @@ def _columns(entries: Sequence[StoredEntry]) -> dict[str, str]:
         "mtimes": int_array(e.mtime_ns for e in entries),
         "mimes": text_array(e.mime for e in entries),
     }
+
+
+def _statement(query: str, **params: Any) -> Callable[[Tx], list[list[Any]]]:
+    return lambda tx: tx.run(query, **params)
 
 
 def _tombstones(rows: list[list[Any]]) -> dict[str, str]:
@@ -63,6 +68,11 @@ class PgStore:
 
     def close(self) -> None:
         self.db.close()
+
+    def ensure_schema(self) -> None:
+        from waha_sync.common.schema import migrate
+
+        migrate(self.db)
 
     def instance(self, name: str) -> Instance | None:
         def read(tx: Tx) -> Instance | None:
@@ -141,7 +151,8 @@ class PgStore:
         return missing
 
     def put_blobs(self, blobs: Sequence[EncodedBlob]) -> None:
-        for batch in batches(blobs, lambda b: b.stored_bytes, BLOB_TX_BYTES):
+        unique = {b.sha256: b for b in blobs}.values()  # an upsert may touch a row only once
+        for batch in batches(unique, lambda b: b.stored_bytes, BLOB_TX_BYTES):
             self._put_batch(batch)
 
     def _put_batch(self, blobs: list[EncodedBlob]) -> None:
@@ -149,13 +160,8 @@ class PgStore:
         statements = list(batches(chunks, lambda c: len(c[2]), STATEMENT_BYTES))
 
         def write(tx: Tx) -> None:
-            for part in statements:  # every chunk first, so a blob row means complete content
-                tx.run(
-                    sql.PUT_CHUNKS,
-                    s=text_array(c[0] for c in part),
-                    q=int_array(c[1] for c in part),
-                    d=bytea_array(c[2] for c in part),
-                )
+            # Blob rows first: the upsert locks out a concurrent GC, which deletes a blob row
+            # and then its chunks. One transaction, so a blob row means complete content.
             tx.run(
                 sql.PUT_BLOBS,
                 s=text_array(b.sha256 for b in blobs),
@@ -164,6 +170,13 @@ class PgStore:
                 b=int_array(b.stored_bytes for b in blobs),
                 n=int_array(len(b.chunks) for b in blobs),
             )
+            for part in statements:
+                tx.run(
+                    sql.PUT_CHUNKS,
+                    s=text_array(c[0] for c in part),
+                    q=int_array(c[1] for c in part),
+                    d=bytea_array(c[2] for c in part),
+                )
 
         self.db.transaction(write)
 
@@ -221,6 +234,65 @@ class PgStore:
             return CommitResult(cid, len(changed), gone)
 
         return self.db.transaction(write)
+
+    def collect_garbage(
+        self, name: str, retention: timedelta, grace: timedelta
+    ) -> Iterator[GcBatch]:
+        r = retention.total_seconds()
+        keep = self.db.transaction(_statement(sql.GC_HORIZON, n=name, r=r))[0][0]
+        if keep is not None:
+            yield from self._gc_history(name, keep)
+            yield from self._gc_rows(sql.GC_ENTRIES, "entries", name, keep, "")
+            yield from self._gc_rows(sql.GC_COMMITS, "commits", name, keep, -1)
+        yield from self._gc_blobs(grace.total_seconds())
+
+    def _gc_rows(self, q: str, kind: str, name: str, keep: int, after: Any) -> Iterator[GcBatch]:
+        """Batches of a query that deletes from a cursor on and returns (count, next cursor)."""
+        p = {"n": name, "c": keep, "lim": GC_ROWS}
+        while True:
+            count, after = self.db.transaction(_statement(q, after=after, **p))[0]
+            if count:
+                yield GcBatch(**{kind: int(count)})
+            if count < GC_ROWS:
+                return
+
+    def _gc_history(self, name: str, keep: int) -> Iterator[GcBatch]:
+        after: tuple[str, int] = ("", -1)
+        while True:
+
+            def drop(tx: Tx, ap: str = after[0], ac: int = after[1]) -> tuple[int, int, list[Any]]:
+                keys = tx.run(sql.GC_VERSION_PAGE, n=name, c=keep, ap=ap, ac=ac, lim=GC_ROWS)
+                page = {"p": text_array(k[0] for k in keys), "k": int_array(k[1] for k in keys)}
+                old = tx.run(sql.GC_SUPERSEDED, n=name, c=keep, **page) if keys else []
+                moot = tx.run(sql.GC_TOMBSTONES, n=name, c=keep, **page) if keys else []
+                return len(old), len(moot), keys[-1] if len(keys) == GC_ROWS else []
+
+            old, moot, last = self.db.transaction(drop)
+            if old or moot:
+                yield GcBatch(versions=old, tombstones=moot)
+            if not last:
+                return
+            after = (str(last[0]), int(last[1]))
+
+    def _gc_blobs(self, grace: float) -> Iterator[GcBatch]:
+        after, p = "", {"g": grace, "lim": GC_ROWS}
+        while True:
+            page = self.db.transaction(_statement(sql.GC_BLOB_PAGE, after=after, **p))
+            unused = [(str(r[0]), int(r[1])) for r in page if r[2]]
+            for part in batches(unused, lambda u: u[1] + 1, GC_ROWS):
+
+                def drop(tx: Tx, part: list[tuple[str, int]] = part) -> list[list[Any]]:
+                    gone = tx.run(sql.GC_BLOBS, s=text_array(u[0] for u in part), g=grace)
+                    if gone:
+                        tx.run(sql.GC_CHUNKS, s=text_array(str(r[0]) for r in gone))
+                    return gone
+
+                gone = self.db.transaction(drop)
+                if gone:
+                    yield GcBatch(blobs=len(gone), bytes_freed=sum(int(r[1]) for r in gone))
+            if len(page) < GC_ROWS:
+                return
+            after = str(page[-1][0])
 
 
 def open_pg_store(params: ConnParams, chaos_40001_rate: float, component: str) -> PgStore:

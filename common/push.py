@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 from waha_sync.common.config import Settings
 from waha_sync.common.errors import FencedError, RefusedError
 from waha_sync.common.marker import Marker, read_marker, write_marker
-from waha_sync.common.scan import Excluder, scan
+from waha_sync.common.scan import Excluder, ScanResult, scan
 from waha_sync.common.ship import ShipReport, ship
 from waha_sync.common.store import Instance, Store, StoredEntry
 
@@ -38,35 +39,48 @@ class PushOutcome:
     instance: Instance
 
 
-def _authorise(store: Store, root: Path, name: str, force: bool) -> tuple[Instance, Marker | None]:
-    """The instance state to commit under, claiming it when this push may start it."""
+def authorise(
+    store: Store, root: Path, name: str, *, force: bool, role: str, require_marker: bool
+) -> tuple[Instance, Marker | None]:
+    """The instance state to write under: this directory's own claim, or a new one.
+
+    Refuses (exit 2) a directory without this instance's marker when the
+    instance holds data or ``require_marker``; raises ``FencedError`` when
+    the marker's epoch was superseded. ``force`` claims the instance anew.
+    """
     marker = read_marker(root)
     current = store.instance(name)
-    has_data = current is not None and current.last_commit > 0
-    if force or not has_data:
-        if marker is not None and current is not None and marker.epoch == current.epoch:
-            return current, marker
-        return store.claim(name, holder_name("push")), marker
-    if marker is None or marker.instance != name:
-        found = "no restore marker" if marker is None else f"a marker of {marker.instance!r}"
-        raise RefusedError(
-            f"{root}: refusing to push: instance {name!r} already holds data and this "
-            f"directory has {found}",
-            "run `waha-sync restore` into it first, or pass --force to overwrite the stored tree",
-        )
-    if marker.read_only:
-        raise RefusedError(
-            f"{root}: refusing to push from a read-only restore",
-            "restore without --read-only to take the instance over, or pass --force",
-        )
-    if current is not None and marker.epoch != current.epoch:
+    ours = marker is not None and marker.instance == name and not marker.read_only
+    if ours and current is not None and marker is not None and marker.epoch == current.epoch:
+        return current, marker
+    if force:
+        return store.claim(name, holder_name(role)), marker
+    if ours and current is not None and marker is not None:
         raise FencedError(
             f"fenced: instance {name} was claimed by {current.holder} (epoch {current.epoch}); "
             f"this directory was restored at epoch {marker.epoch}",
             "restore again here to take the instance over, or stop the other writer",
         )
-    assert current is not None
-    return current, marker
+    has_data = current is not None and current.last_commit > 0
+    if marker is None and not has_data and not require_marker:
+        return store.claim(name, holder_name(role)), marker
+    if marker is not None and marker.read_only:
+        raise RefusedError(
+            f"{root}: refusing to upload from a read-only restore",
+            "restore without --read-only to take the instance over, or pass --force",
+        )
+    found = "no restore marker" if marker is None else f"a marker of {marker.instance!r}"
+    held = "already holds data" if has_data else "must be restored into it first"
+    raise RefusedError(
+        f"{root}: refusing to upload: instance {name!r} {held} and this directory has {found}",
+        "run `waha-sync restore` into it first, or pass --force to overwrite the stored tree",
+    )
+
+
+def deletions(found: ScanResult, stored: Iterable[str], excluder: Excluder) -> list[str]:
+    """Stored paths to record as deleted: gone from disk, and not merely excluded."""
+    present = found.present
+    return [p for p in stored if p not in present and not excluder.covers(p)]
 
 
 def push(store: Store, settings: Settings, *, force: bool = False) -> PushOutcome:
@@ -74,7 +88,7 @@ def push(store: Store, settings: Settings, *, force: bool = False) -> PushOutcom
     commit."""
     root = settings.sessions_dir
     name = settings.instance
-    instance, marker = _authorise(store, root, name, force)
+    instance, marker = authorise(store, root, name, force=force, role="push", require_marker=False)
     started = time.monotonic()
     found = scan(root, settings.excludes(), settings.max_file_bytes)
     stored: dict[str, StoredEntry] = {}
@@ -86,9 +100,7 @@ def push(store: Store, settings: Settings, *, force: bool = False) -> PushOutcom
         len([s for s in found.skipped if not s.quiet]),
         len(stored),
     )
-    excluder = Excluder(settings.excludes())
-    present = found.present
-    deleted = [p for p in stored if p not in present and not excluder.covers(p)]
+    deleted = deletions(found, stored, Excluder(settings.excludes()))
     report = ship(
         store,
         name,

@@ -17,6 +17,7 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from waha_sync.common.scan import Candidate, Skipped
 
@@ -74,7 +75,8 @@ class _Unstable(Exception):
 
 
 def _snapshot(c: Candidate) -> bytes:
-    src = sqlite3.connect(f"{c.path.absolute().as_uri()}?mode=ro", uri=True, timeout=10)
+    uri = f"{Path(c.path).absolute().as_uri()}?mode=ro"
+    src = sqlite3.connect(uri, uri=True, timeout=10)
     try:
         dst = sqlite3.connect(":memory:")
         try:
@@ -96,7 +98,7 @@ def read_version(c: Candidate, json_retry_seconds: float = 0.5) -> FileVersion |
     """
     try:
         if _is_sqlite(c):  # snapshotted consistently: no need to wait for quiet
-            st = c.path.lstat()
+            st = os.lstat(c.path)
             return FileVersion(
                 c.rel, (snap := _snapshot(c)), len(snap), st.st_mtime_ns, c.mode, True
             )

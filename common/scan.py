@@ -10,21 +10,22 @@ reported quietly (they are folded into the database snapshot, or ours).
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
+from fnmatch import fnmatchcase, translate
 from pathlib import Path
 
 from waha_sync.common.config import ALWAYS_EXCLUDED
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Candidate:
-    """A regular file that may be stored."""
+    """A regular file that may be stored (``path``: a plain string, cheap by the 100,000)."""
 
     rel: str
-    path: Path
+    path: str
     size: int
     mtime_ns: int
     mode: int
@@ -59,26 +60,36 @@ def fmt_bytes(n: float) -> str:
 
 
 class Excluder:
-    """Decides whether a relative path is excluded, and by which pattern."""
+    """Decides whether a relative path is excluded, and by which pattern.
+
+    The patterns are compiled into one regular expression per kind, so a
+    name is tested once, not once per pattern (this runs for every file).
+    """
 
     def __init__(self, patterns: Sequence[str]) -> None:
         self.by_name = [p for p in patterns if "/" not in p]
         self.by_path = [p.strip("/") for p in patterns if "/" in p]
+        self._name_re = _any_of(self.by_name)
+        self._path_re = _any_of(self.by_path)
 
     def match(self, rel: str) -> str | None:
         name = rel.rpartition("/")[2]
-        for pattern in self.by_name:
-            if fnmatchcase(name, pattern):
-                return pattern
-        for pattern in self.by_path:
-            if fnmatchcase(rel, pattern):
-                return pattern
+        if self._name_re is not None and self._name_re.match(name):
+            return next(p for p in self.by_name if fnmatchcase(name, p))
+        if self._path_re is not None and self._path_re.match(rel):
+            return next(p for p in self.by_path if fnmatchcase(rel, p))
         return None
 
     def covers(self, rel: str) -> bool:
         """True if ``rel`` or any folder above it is excluded."""
         parts = rel.split("/")
         return any(self.match("/".join(parts[: i + 1])) for i in range(len(parts)))
+
+
+def _any_of(patterns: Sequence[str]) -> re.Pattern[str] | None:
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{translate(p)})" for p in patterns))
 
 
 def scan(root: Path, patterns: Sequence[str], max_bytes: int) -> ScanResult:
@@ -129,6 +140,4 @@ def _walk(folder: Path, prefix: str, ex: Excluder, max_bytes: int, out: ScanResu
             out.skipped.append(Skipped(rel, f"{size} > limit {limit}"))
         else:
             mode = stat.S_IMODE(st.st_mode)
-            out.candidates.append(
-                Candidate(rel, Path(entry.path), st.st_size, st.st_mtime_ns, mode)
-            )
+            out.candidates.append(Candidate(rel, entry.path, st.st_size, st.st_mtime_ns, mode))

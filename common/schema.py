@@ -11,7 +11,8 @@ Tables (all prefixed ``waha_sync_``):
 
 - ``instances``: one row per WAHA deployment: fencing epoch, holder, last commit number.
 - ``blobs`` / ``chunks``: content addressed by the SHA-256 of the raw bytes,
-  compressed with ``codec`` and split into chunks of at most 512 KiB.
+  compressed with ``codec`` and split into chunks of at most 512 KiB;
+  ``used_at`` is when a writer last relied on the blob (GC spares it for a while).
 - ``commits``: numbered batches per instance; one push is one commit.
 - ``entries``: the current state per (instance, path), deletions as tombstones.
 - ``versions``: every version per (instance, path, commit) for restores as of a past time.
@@ -94,10 +95,23 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 FROM waha_sync_entries WHERE NOT deleted""",
         ],
     ),
+    (
+        2,
+        "retention: blob use times, content reference indexes",
+        [
+            # Existing rows get the time of the migration, so GC's grace covers them.
+            """ALTER TABLE waha_sync_blobs
+                ADD COLUMN IF NOT EXISTS used_at TIMESTAMPTZ NOT NULL DEFAULT now()""",
+            """CREATE INDEX IF NOT EXISTS waha_sync_entries_sha
+                ON waha_sync_entries (sha256)""",
+            """CREATE INDEX IF NOT EXISTS waha_sync_versions_sha
+                ON waha_sync_versions (sha256)""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]
-_ALREADY_EXISTS = {"42P07", "42710", "23505"}  # duplicate table/object, catalog race
+_ALREADY_EXISTS = {"42P07", "42701", "42710", "23505"}  # duplicate table/column/object, race
 
 
 def _ddl(db: Database, sql: str) -> None:

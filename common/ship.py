@@ -40,6 +40,9 @@ class ShipReport:
     bytes_stored: int = 0
     commit_id: int | None = None
     seconds: float = 0.0
+    committed: list[StoredEntry] = field(default_factory=list)  # new versions recorded
+    same: list[StoredEntry] = field(default_factory=list)  # read: content as stored
+    gone: list[str] = field(default_factory=list)  # paths recorded as deleted
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ def ship(
             nxt = [pool.submit(_process, c, stored.get(c.rel)) for c in group]
             if pending is not None:
                 _upload([f.result() for f in pending], store, report, changed)
-                log.info(
+                (log.info if len(todo) > GROUP_FILES else log.debug)(
                     "uploaded %d of %d changed files so far (%s raw)",
                     report.uploaded,
                     len(todo),
@@ -121,6 +124,8 @@ def ship(
         result = store.commit(instance, epoch, holder, changed, gone)
         report.commit_id = result.commit_id
         report.deleted = result.files_deleted
+        report.committed = changed
+        report.gone = gone
     report.seconds = time.monotonic() - started
     return report
 
@@ -139,6 +144,7 @@ def _upload(
             report.vanished.append(r)
         elif r.blob is None:
             report.unchanged += 1
+            report.same.append(r.entry)
         else:
             blobs[r.entry.sha256] = r.blob
             changed.append(r.entry)

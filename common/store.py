@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from waha_sync.common.content import EncodedBlob
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoredEntry:
     """One live file as stored: where, what content, and its metadata."""
 
@@ -58,9 +58,24 @@ class CommitResult:
     files_deleted: int
 
 
+@dataclass(frozen=True)
+class GcBatch:
+    """What one garbage-collection transaction deleted (already committed)."""
+
+    versions: int = 0  # history rows replaced by a later version at or before the horizon
+    tombstones: int = 0  # deletion records of the history that the horizon made moot
+    entries: int = 0  # tombstone rows of the current state, deleted at or before the horizon
+    commits: int = 0
+    blobs: int = 0
+    bytes_freed: int = 0  # stored (compressed) bytes of the deleted blobs
+
+
 class Store(Protocol):
     def close(self) -> None:
         """Release the connection; the next call opens a new one. Never raises."""
+
+    def ensure_schema(self) -> None:
+        """Create or upgrade the schema; idempotent, safe from several processes at once."""
 
     def instance(self, name: str) -> Instance | None:
         """The instance's state, or None if it was never claimed or pushed."""
@@ -81,10 +96,15 @@ class Store(Protocol):
         """
 
     def missing_blobs(self, shas: Iterable[str]) -> set[str]:
-        """Which of ``shas`` are not stored yet."""
+        """Which of ``shas`` are not stored yet.
+
+        The stored ones are marked in use (``used_at``), so garbage collection
+        leaves them alone for its grace period while the caller commits entries
+        that refer to them.
+        """
 
     def put_blobs(self, blobs: Sequence[EncodedBlob]) -> None:
-        """Store content; idempotent, so a retry or a duplicate is harmless."""
+        """Store content (marked in use); idempotent, so a retry or a duplicate is harmless."""
 
     def read_blobs(self, entries: Sequence[StoredEntry]) -> dict[str, list[bytes]]:
         """The stored chunks of each entry's blob, by SHA-256 (not yet decoded)."""
@@ -98,3 +118,21 @@ class Store(Protocol):
         deleted: Sequence[str],
     ) -> CommitResult:
         """Record one batch atomically: changed files (blobs already put) and tombstones."""
+
+    def collect_garbage(
+        self, name: str, retention: timedelta, grace: timedelta
+    ) -> Iterator[GcBatch]:
+        """Delete what no state from ``retention`` ago on needs, one small transaction per batch.
+
+        The horizon commit is the instance's last commit made at or before
+        now - ``retention`` (database clock). For every time from then on,
+        ``commit_at`` and ``tree`` give the same result as before, and the
+        live state is untouched. Then content that no entry or version of any
+        instance refers to, and that was not marked in use within ``grace``, is
+        deleted; the delete checks both again, so concurrent writers are safe.
+        Needs no claim: nothing a writer, or a restore from the horizon on, sees changes.
+
+        Each yielded batch is committed; stopping early leaves a consistent
+        store (the next run carries on). Raises ``DatabaseUnavailable``;
+        40001 is retried.
+        """

@@ -23,7 +23,7 @@ import pytest
 from tls_servers import certs, plain_pg, server_bin, sslonly_pg, tls_pg  # noqa: F401 - fixtures
 from waha_sync.common.localpg import LocalPostgres
 
-CHAOS_RATE = 0.15
+CHAOS_RATE = 0.10
 
 
 @dataclass(frozen=True)

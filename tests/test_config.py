@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -171,24 +170,3 @@ def test_json_logs(plain_db: DbTarget, tmp_path: Path) -> None:
     lines = [json.loads(line) for line in proc.stderr.splitlines()]
     assert {"time", "level", "component", "message"} <= set(lines[-1])
     assert any(line["component"] == "RESTORE" for line in lines)
-
-
-def test_up_runs_on_an_embedded_postgresql_and_round_trips(tmp_path: Path) -> None:
-    import tempfile
-
-    sessions = tmp_path / "sessions"
-    (sessions / "default" / "alice").mkdir(parents=True)
-    (sessions / "default" / "alice" / "creds.json").write_text('{"me": 1}')
-    data = Path(tempfile.mkdtemp(prefix="wsup")) / "pg"  # short: it holds a Unix socket
-    env = {"WAHA_SYNC_LOCAL_DB_DIR": str(data)}
-    first = waha_sync("up", "--sessions-dir", str(sessions), env=env)
-    assert first.returncode == 0, first.stderr
-    assert f"embedded PostgreSQL in {data}" in first.stderr
-    assert "push done: 1 scanned, 1 uploaded" in first.stderr
-
-    fresh = tmp_path / "fresh"
-    second = waha_sync("up", "--sessions-dir", str(fresh), env=env)
-    assert second.returncode == 0, second.stderr
-    assert (fresh / "default" / "alice" / "creds.json").read_text() == '{"me": 1}'
-    assert "push done: 1 scanned, 0 uploaded, 1 unchanged" in second.stderr
-    shutil.rmtree(data.parent)  # `up` stopped its server on the way out

@@ -108,7 +108,7 @@ def test_empty_volume_never_overwrites_stored_sessions(
     fresh.mkdir()
     assert db.cli("push", "--sessions-dir", str(fresh)) == 2
     err = capsys.readouterr().err
-    assert "refusing to push" in err and "Try: run `waha-sync restore`" in err
+    assert "refusing to upload" in err and "Try: run `waha-sync restore`" in err
     stored = len(tree_digest(pushed))
     assert db.sql("SELECT count(*) FROM waha_sync_files")[0][0] == stored
 

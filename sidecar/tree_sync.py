@@ -1,0 +1,305 @@
+"""Keeping one tree equal to one instance: watch, debounce, ship, survive outages.
+
+The first step (and the one after a restart) compares the whole tree with
+what the database holds: what changed since the restore or the last commit
+is shipped, what disappeared is tombstoned; files whose size, mtime and mode
+match what was shipped are not read again. After that only changed paths
+are read, in batches of everything ready at the same moment, one commit
+each, through the same ``ship`` as ``waha-sync push``. A periodic full
+comparison (against memory, no database read) catches missed events.
+
+While the database is unreachable the changed paths are kept (paths only,
+bounded) and retried with capped backoff; a state change is logged once.
+``FencedError`` ends the tree's work for good: another holder owns it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import stat
+import sys
+import time
+from pathlib import Path
+
+from waha_sync.common.config import Settings
+from waha_sync.common.errors import ConfigError, FencedError, RefusedError, WahaSyncError
+from waha_sync.common.push import authorise, deletions, holder_name
+from waha_sync.common.scan import Candidate, Excluder, fmt_bytes, scan
+from waha_sync.common.ship import ShipReport, ship
+from waha_sync.common.store import Store, StoredEntry
+from waha_sync.sidecar.pending import Pending
+from waha_sync.sidecar.status import TreeStatus
+from waha_sync.sidecar.watch import TreeWatcher
+
+log = logging.getLogger("waha_sync.sync")
+BACKOFF_FIRST = 0.5
+BACKOFF_CAP = 10.0
+FLUSH_ROUNDS = 20  # a writer still busy after this many final rounds is not waited for
+
+
+class TreeSync:
+    def __init__(self, settings: Settings, store: Store, label: str, *, force: bool) -> None:
+        self.settings = settings
+        self.root: Path = settings.sessions_dir
+        self.name = settings.instance
+        self.label = label
+        self.store = store
+        self.force = force
+        self.excluder = Excluder(settings.excludes())
+        self.pending = Pending(settings.debounce_seconds, settings.max_delay_seconds)
+        self.watcher = TreeWatcher(self.root, self.excluder)
+        self.known: dict[str, StoredEntry] | None = None  # None until the first comparison
+        self.epoch = 0
+        self.holder = holder_name("sidecar")
+        self.status = TreeStatus(label, str(self.root), self.name)
+        self.next_full = 0.0
+        self.retry_at = 0.0
+        self.backoff = BACKOFF_FIRST
+        self.stopping = False  # in the final flush
+
+    # -- the loop's questions -------------------------------------------------
+    def wake_at(self, now: float) -> float:
+        """When the loop must act next without an event (monotonic seconds)."""
+        if self.retry_at > now:
+            return self.retry_at
+        if self.known is None or self.watcher.rescan_needed or self.pending.overflowed:
+            return now
+        due = self.pending.next_due()
+        return self.next_full if due is None else min(due, self.next_full)
+
+    def collect(self, now: float) -> None:
+        """Take every queued inotify event into the pending set."""
+        for change in self.watcher.changes():
+            if change.folder_gone and self.known is not None:
+                prefix = change.rel + "/"
+                for rel in [p for p in self.known if p.startswith(prefix)]:
+                    self.pending.touch(rel, now)
+            elif not change.folder_gone:
+                self.pending.touch(change.rel, now)
+        self.status.pending = len(self.pending)
+
+    def step(self, now: float) -> None:
+        """Ship what is ready; on a database failure keep it and back off. Raises FencedError."""
+        if now < self.retry_at:
+            return
+        full = self.known is None or self._full_due(now)
+        taken = self.pending.take_all() if full else self.pending.take_ready(now)
+        try:
+            if self.known is None:
+                self._first_comparison()
+            elif full:
+                self._full_comparison("periodic" if now >= self.next_full else "rescan")
+            elif taken:
+                self._ship_paths(taken, self.pending.oldest_taken or now)
+        except (FencedError, ConfigError, RefusedError) as exc:  # retrying cannot help
+            self.status.fenced = exc.message if isinstance(exc, FencedError) else None
+            self.status.last_error = exc.message
+            raise
+        except Exception as exc:  # any database or I/O failure: keep the work, retry later
+            self.pending.put_back(taken, now)
+            self.watcher.rescan_needed = self.watcher.rescan_needed or (
+                full and self.known is not None
+            )
+            self._failed(exc, now)
+            return
+        self._succeeded(now)
+
+    # -- comparisons ----------------------------------------------------------
+    def _full_due(self, now: float) -> bool:
+        overflow = self.pending.clear_overflow()
+        return overflow or self.watcher.rescan_needed or now >= self.next_full
+
+    def _first_comparison(self) -> None:
+        self.store.ensure_schema()
+        instance, _ = authorise(
+            self.store,
+            self.root,
+            self.name,
+            force=self.force,
+            role="sidecar",
+            require_marker=True,
+        )
+        self.epoch = instance.epoch
+        self.status.epoch, self.status.holder = instance.epoch, instance.holder
+        known: dict[str, StoredEntry] = {}
+        for page in self.store.live_entries(self.name):
+            known.update((e.path, _lean(e)) for e in page)
+        self.known = known
+        log.info(
+            "%s: %d files stored for %s (epoch %d)", self.label, len(known), self.name, self.epoch
+        )
+        self._full_comparison("start")
+        log.info(
+            "%s: in sync with the database (commit %s); watching for changes",
+            self.label,
+            self.status.last_commit_id or instance.last_commit,
+        )
+
+    def _full_comparison(self, why: str) -> None:
+        assert self.known is not None
+        self.watcher.rescan_needed = False
+        found = scan(self.root, self.settings.excludes(), self.settings.max_file_bytes)
+        gone = deletions(found, self.known, self.excluder)
+        report = self._ship(found.candidates, gone)
+        self.status.skipped = {s.rel: s.reason for s in found.skipped if not s.quiet}
+        self.status.local_files = len(found.candidates)
+        self.status.local_bytes = sum(c.size for c in found.candidates)
+        step = self.settings.max_delay_seconds if self.watcher.degraded else 0
+        self.next_full = time.monotonic() + (step or self.settings.reconcile_seconds)
+        self._log(report, f"{why} comparison of {len(found.candidates)} files")
+        del found, report
+        release_memory()
+
+    def _ship_paths(self, paths: list[str], first: float) -> None:
+        assert self.known is not None
+        candidates: list[Candidate] = []
+        gone: list[str] = []
+        for rel in sorted(paths):
+            c = self._candidate(rel)
+            if c is not None:
+                candidates.append(c)
+            elif rel in self.known and not (self.root / rel).exists():
+                gone.append(rel)
+        report = self._ship(candidates, gone)
+        if report.commit_id is not None:
+            self.status.lag_seconds = time.monotonic() - first
+        what = "final flush of" if self.stopping else "shipped"
+        self._log(report, f"{what} {len(paths)} changed paths")
+
+    def _candidate(self, rel: str) -> Candidate | None:
+        path = self.root / rel
+        try:
+            rel.encode("utf-8")
+            st = os.lstat(path)
+        except (OSError, UnicodeEncodeError):
+            return None
+        limit = self.settings.max_file_bytes
+        if stat.S_ISDIR(st.st_mode):
+            self.watcher.rescan_needed = True  # a file became a folder: compare everything
+            return None
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            why = (
+                "not a regular file"
+                if not stat.S_ISREG(st.st_mode)
+                else f"{fmt_bytes(st.st_size)} > limit {fmt_bytes(limit)}"
+            )
+            if self.status.skipped.get(rel) != why:
+                log.info("%s: skipped %s: %s", self.label, rel, why)
+            self.status.skipped[rel] = why
+            return None
+        return Candidate(rel, str(path), st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
+
+    def _ship(self, candidates: list[Candidate], gone: list[str]) -> ShipReport:
+        assert self.known is not None
+        current = self.store.instance(self.name)  # never upload content for a lost claim
+        if current is None or current.epoch != self.epoch:
+            who = f"{current.holder} (epoch {current.epoch})" if current else "nobody"
+            raise FencedError(
+                f"fenced: instance {self.name} was claimed by {who}; "
+                f"this sidecar holds epoch {self.epoch}",
+                "another pod restored this instance; this sidecar stops writing",
+            )
+        report = ship(
+            self.store,
+            self.name,
+            self.epoch,
+            self.holder,
+            candidates,
+            self.known,
+            gone,
+            self.settings.workers,
+        )
+        for e in (*report.committed, *report.same):
+            self.known[e.path] = _lean(e)
+            self.status.skipped.pop(e.path, None)
+        for rel in report.gone:
+            self.known.pop(rel, None)
+        for s in report.skipped:
+            self.status.skipped[s.rel] = s.reason
+        self.status.record(report)
+        return report
+
+    def _log(self, report: ShipReport, what: str) -> None:
+        if report.commit_id is None:
+            log.debug("%s: %s: nothing to commit", self.label, what)
+            return
+        log.info(
+            "%s: %s: commit %d: %d files (%s), %d deleted, %d skipped",
+            self.label,
+            what,
+            report.commit_id,
+            len(report.committed),
+            fmt_bytes(report.bytes_raw),
+            report.deleted,
+            len(report.skipped),
+        )
+
+    # -- outage bookkeeping ---------------------------------------------------
+    def _failed(self, exc: Exception, now: float) -> None:
+        reason = exc.message if isinstance(exc, WahaSyncError) else f"{type(exc).__name__}: {exc}"
+        if self.status.failing_since is None:
+            self.status.failing_since = time.time()
+            log.warning(
+                "%s: cannot sync (%s); keeping %d changed paths and retrying (backoff up to %gs)",
+                self.label,
+                reason,
+                len(self.pending),
+                BACKOFF_CAP,
+            )
+        else:
+            log.debug("%s: still failing: %s", self.label, reason)
+        self.status.last_error = reason
+        self.retry_at = now + self.backoff
+        self.backoff = min(self.backoff * 2, BACKOFF_CAP)
+
+    def _succeeded(self, now: float) -> None:
+        if self.status.failing_since is not None:
+            log.info(
+                "%s: syncing again after %.1fs of failures",
+                self.label,
+                time.time() - self.status.failing_since,
+            )
+            self.status.failing_since = None
+        self.backoff = BACKOFF_FIRST
+        self.retry_at = 0.0
+        self.status.pending = len(self.pending)
+
+    # -- shutdown -------------------------------------------------------------
+    def flush(self, deadline: float) -> bool:
+        """Ship everything pending now, retrying until ``deadline``; False if that failed.
+
+        Events queued meanwhile (a writer's last words) are taken too, until a
+        round finds nothing new.
+        """
+        self.stopping = True
+        for _ in range(FLUSH_ROUNDS):
+            now = time.monotonic()
+            self.collect(now)
+            self.pending.put_back(self.pending.take_all(), now)  # all due at once
+            self.retry_at = 0.0
+            self.step(now)
+            if self.status.failing_since is None and self.known is not None:
+                self.collect(time.monotonic())
+                if not len(self.pending) and not self.watcher.rescan_needed:
+                    return True
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0.1:
+                return False
+            time.sleep(min(self.backoff, 1.0, left - 0.1))
+        return not len(self.pending)
+
+
+def _lean(e: StoredEntry) -> StoredEntry:
+    """What the sidecar keeps per shipped file: the comparison fields, shared strings."""
+    mime = sys.intern(e.mime) if e.mime is not None else None
+    return StoredEntry(e.path, e.sha256, e.size_bytes, e.mode, e.mtime_ns, mime)
+
+
+def release_memory() -> None:
+    """Hand memory freed by a large comparison back to the system (glibc keeps it otherwise)."""
+    with contextlib.suppress(OSError, AttributeError):  # AttributeError: not glibc
+        ctypes.CDLL(None).malloc_trim(0)
