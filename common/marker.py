@@ -27,7 +27,7 @@ class Marker:
     holder: str
     commit_id: int
     read_only: bool
-    source: str  # "restore" or "push"
+    source: str  # "restore", "push" or "sidecar" (started with --force)
     time: str
     files: int
     bytes: int

@@ -15,22 +15,20 @@ bounded) and retried with capped backoff; a state change is logged once.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import os
 import stat
-import sys
 import time
 from pathlib import Path
 
 from waha_sync.common.config import Settings
 from waha_sync.common.errors import ConfigError, FencedError, RefusedError, WahaSyncError
-from waha_sync.common.push import authorise, deletions, holder_name
+from waha_sync.common.push import deletions, holder_name
 from waha_sync.common.scan import Candidate, Excluder, fmt_bytes, scan
 from waha_sync.common.ship import ShipReport, ship
 from waha_sync.common.store import Store, StoredEntry
 from waha_sync.sidecar.pending import Pending
+from waha_sync.sidecar.start import lean, release_memory, take_over
 from waha_sync.sidecar.status import TreeStatus
 from waha_sync.sidecar.watch import TreeWatcher
 
@@ -113,20 +111,9 @@ class TreeSync:
         return overflow or self.watcher.rescan_needed or now >= self.next_full
 
     def _first_comparison(self) -> None:
-        self.store.ensure_schema()
-        instance, _ = authorise(
-            self.store,
-            self.root,
-            self.name,
-            force=self.force,
-            role="sidecar",
-            require_marker=True,
-        )
+        instance, known = take_over(self.store, self.root, self.name, force=self.force)
         self.epoch = instance.epoch
         self.status.epoch, self.status.holder = instance.epoch, instance.holder
-        known: dict[str, StoredEntry] = {}
-        for page in self.store.live_entries(self.name):
-            known.update((e.path, _lean(e)) for e in page)
         self.known = known
         log.info(
             "%s: %d files stored for %s (epoch %d)", self.label, len(known), self.name, self.epoch
@@ -213,7 +200,7 @@ class TreeSync:
             self.settings.workers,
         )
         for e in (*report.committed, *report.same):
-            self.known[e.path] = _lean(e)
+            self.known[e.path] = lean(e)
             self.status.skipped.pop(e.path, None)
         for rel in report.gone:
             self.known.pop(rel, None)
@@ -291,15 +278,3 @@ class TreeSync:
                 return False
             time.sleep(min(self.backoff, 1.0, left - 0.1))
         return not len(self.pending)
-
-
-def _lean(e: StoredEntry) -> StoredEntry:
-    """What the sidecar keeps per shipped file: the comparison fields, shared strings."""
-    mime = sys.intern(e.mime) if e.mime is not None else None
-    return StoredEntry(e.path, e.sha256, e.size_bytes, e.mode, e.mtime_ns, mime)
-
-
-def release_memory() -> None:
-    """Hand memory freed by a large comparison back to the system (glibc keeps it otherwise)."""
-    with contextlib.suppress(OSError, AttributeError):  # AttributeError: not glibc
-        ctypes.CDLL(None).malloc_trim(0)

@@ -1,7 +1,8 @@
-"""Media as a second tree, and `waha-sync up` on its own embedded PostgreSQL."""
+"""The sidecar beyond the sessions tree: media, garbage collection, and `waha-sync up`."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -93,3 +94,46 @@ def test_up_runs_restore_and_sidecar_on_embedded_postgres(tmp_path: Path) -> Non
     proc.send_signal(signal.SIGINT)
     assert proc.wait(60) == 0, second_log.read_text()
     shutil.rmtree(data.parent)  # `up` stopped its server on the way out
+
+
+def test_sidecar_collects_old_history_in_the_background(plain_db: DbTarget, tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "creds.json").write_text('{"v": 1}')
+    assert plain_db.cli("push", "--sessions-dir", str(vol)) == 0
+    (vol / "creds.json").write_text('{"v": 2, "newer": true}')
+    assert plain_db.cli("push", "--sessions-dir", str(vol)) == 0
+    old = "now() - interval '3 days'"
+    plain_db.sql(f"UPDATE waha_sync_commits SET created_at = {old}")
+    plain_db.sql(f"UPDATE waha_sync_blobs SET used_at = {old}")
+    assert plain_db.sql("SELECT count(*) FROM waha_sync_versions")[0][0] == 2
+    side = SidecarProc(
+        plain_db,
+        vol,
+        tmp_path / "side.log",
+        WAHA_SYNC_GC_INTERVAL_SECONDS="1",
+        WAHA_SYNC_RETENTION_HOURS="24",
+    ).start()
+    side.ready()
+    _wait(lambda: plain_db.sql("SELECT count(*) FROM waha_sync_versions")[0][0] == 1)
+    _wait(lambda: plain_db.sql("SELECT count(*) FROM waha_sync_blobs")[0][0] == 1)
+    side.stop_ok()
+    assert "gc done: instance default: deleted 1 old versions" in side.log()
+    got = plain_db.sql("SELECT size_bytes FROM waha_sync_entries WHERE path = 'creds.json'")
+    assert got == [[len('{"v": 2, "newer": true}')]]  # the live tree is untouched
+
+
+def test_force_takes_the_instance_and_leaves_a_marker(plain_db: DbTarget, tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "creds.json").write_text('{"from": "an old volume"}')
+    side = SidecarProc(plain_db, vol, tmp_path / "a.log").start("--force").ready()
+    side.stop_ok()
+    marker = json.loads((vol / ".waha-sync" / "restored.json").read_text())
+    assert (marker["source"], marker["epoch"]) == ("sidecar", 1)
+    again = SidecarProc(plain_db, vol, tmp_path / "b.log").start().ready()  # no --force now
+    (vol / "more.json").write_text("{}")
+    again.stop_ok()
+    rows = plain_db.sql("SELECT path FROM waha_sync_entries WHERE NOT deleted ORDER BY path")
+    assert rows == [["creds.json"], ["more.json"]]
+    assert plain_db.sql("SELECT epoch FROM waha_sync_instances") == [[1]]
