@@ -168,12 +168,18 @@ def test_database_outage_loses_nothing(tmp_path: Path) -> None:
         writer.start()
         time.sleep(1.5)
         local.stop()
-        time.sleep(4)  # writes go on while the database is down
+        time.sleep(2)  # writes go on while the database is down...
         side.wait_for("cannot sync")
+        writer.stop()  # ...and stop before it returns: only the kept paths can ship them
+        for i in range(5):
+            (root / "default" / "alice" / f"during-outage-{i}.json").write_text(f'{{"i": {i}}}')
+        (root / "default" / "alice" / "creds.json").unlink()
+        time.sleep(2)
         local.start()
         side.wait_for("syncing again after")
-        time.sleep(1)
-        writer.stop()
+        stored = {str(r[0]) for r in db.sql("SELECT path FROM waha_sync_entries WHERE NOT deleted")}
+        assert "default/alice/during-outage-4.json" in stored  # before any final flush
+        assert "default/alice/creds.json" not in stored
         side.stop_ok()
         log = side.log()
         assert log.count("cannot sync") == 1 and log.count("syncing again") == 1
@@ -238,3 +244,19 @@ def test_shutdown_is_bounded_and_a_second_signal_aborts(plain_db: DbTarget, tmp_
     assert side.wait(10) == 1
     assert time.monotonic() - started < 3
     assert "second SIGINT: aborting without the final flush" in side.log()
+
+
+def test_restart_ships_what_changed_while_it_was_down(db: DbTarget, tmp_path: Path) -> None:
+    root = _restored(db, tmp_path / "vol")
+    for name in ("gone.json", "changed.json", "same.json"):
+        (root / name).write_text(json.dumps({"name": name}))
+    side = SidecarProc(db, root, tmp_path / "a.log").start().ready()
+    _wait_stored(db, lambda got: len(got) == 3)
+    side.kill()
+    (root / "gone.json").unlink()
+    (root / "changed.json").write_text('{"changed": "while the sidecar was down"}')
+    (root / "new.json").write_text("{}")
+    side = SidecarProc(db, root, tmp_path / "b.log").start().ready()
+    assert "start comparison of 3 files: commit 2: 2 files (43 B), 1 deleted" in side.log()
+    side.stop_ok()
+    assert_same_tree(root, stored_tree(db, tmp_path / "check"))
