@@ -113,6 +113,11 @@ class Sidecar:
             self.exit_code = max(self.exit_code, exc.exit_code)
             self.request_stop()
             return
+        except Exception as exc:  # a bug: stop everything cleanly rather than lose a thread
+            log.error("%s: unexpected failure: %s: %s", sync.label, type(exc).__name__, exc)
+            self.exit_code = max(self.exit_code, 1)
+            self.request_stop()
+            return
         finally:
             sync.watcher.close()
             sync.store.close()
