@@ -93,12 +93,15 @@ def ship(
     stored: Mapping[str, StoredEntry],
     deleted: Sequence[str] = (),
     workers: int = 4,
+    group_files: int = GROUP_FILES,
 ) -> ShipReport:
     """Upload what changed among ``candidates``, then commit it with ``deleted`` as one batch.
 
     ``stored`` is what the database holds for these paths (for change
-    detection). Files that vanish mid-way are committed as deletions if the
-    database holds them. Raises what ``Store`` raises; nothing is committed then.
+    detection). Files are read and uploaded ``group_files`` at a time (fewer:
+    less memory held at once, more round trips). Files that vanish mid-way are
+    committed as deletions if the database holds them. Raises what ``Store``
+    raises; nothing is committed then.
     """
     started = time.monotonic()
     report = ShipReport()
@@ -107,12 +110,12 @@ def ship(
     report.unchanged = len(candidates) - len(todo)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read") as pool:
         pending: list[Future[_Read | Skipped | str]] | None = None
-        groups = batches(todo, lambda c: c.size, GROUP_BYTES, GROUP_FILES)
+        groups = batches(todo, lambda c: c.size, GROUP_BYTES, group_files)
         for group in [*groups, []]:
             nxt = [pool.submit(_process, c, stored.get(c.rel)) for c in group]
             if pending is not None:
                 _upload([f.result() for f in pending], store, report, changed)
-                (log.info if len(todo) > GROUP_FILES else log.debug)(
+                (log.info if len(todo) > group_files else log.debug)(
                     "uploaded %d of %d changed files so far (%s raw)",
                     report.uploaded,
                     len(todo),

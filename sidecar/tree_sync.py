@@ -35,6 +35,10 @@ from waha_sync.sidecar.watch import TreeWatcher
 log = logging.getLogger("waha_sync.sync")
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 10.0
+# Smaller upload groups than a one-shot push: a long-running process keeps the
+# heap its biggest batch needed (measured: RSS 56 MB instead of 60 MB after a
+# first upload of 8,600 files), at a few more round trips per large batch.
+GROUP_FILES = 500
 FLUSH_ROUNDS = 20  # a writer still busy after this many final rounds is not waited for
 
 
@@ -198,6 +202,7 @@ class TreeSync:
             self.known,
             gone,
             self.settings.workers,
+            group_files=GROUP_FILES,
         )
         for e in (*report.committed, *report.same):
             self.known[e.path] = lean(e)
