@@ -18,7 +18,7 @@ from waha_sync.common.errors import ConfigError
 from waha_sync.common.gc import collect
 from waha_sync.common.logs import register_secret
 from waha_sync.common.pgstore import PgStore, open_pg_store
-from waha_sync.common.pgurl import parse_url
+from waha_sync.common.pgurl import ConnParams, parse_url
 from waha_sync.common.push import push
 from waha_sync.common.scan import fmt_bytes
 from waha_sync.common.schema import LATEST, migrate, schema_version
@@ -48,7 +48,8 @@ def add_command_flags(name: str, sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
             "--force",
             action="store_true",
-            help="Push even without this instance's restore marker (overwrites).",
+            help="Upload even without this instance's restore marker: claims the instance "
+            "and overwrites the stored tree.",
         )
     if name == "restore":
         sub.add_argument(
@@ -84,11 +85,17 @@ def _timestamp(text: str) -> datetime:
     return value if value.tzinfo else value.astimezone()
 
 
-def open_db(settings: Settings, component: str, wait: float) -> Database:
-    """Validate the URL (before any I/O), then connect, waiting up to ``wait`` seconds."""
-    params = parse_url(settings.require_database_url())
+def _params(url: str) -> ConnParams:
+    """Parse a database URL (no I/O) and keep its password out of every log line."""
+    params = parse_url(url)
     if params.password is not None:
         register_secret(params.password.get_secret_value())
+    return params
+
+
+def open_db(settings: Settings, component: str, wait: float) -> Database:
+    """Validate the URL (before any I/O), then connect, waiting up to ``wait`` seconds."""
+    params = _params(settings.require_database_url())
     db = Database(params, chaos_40001_rate=settings.chaos_40001_rate, component=component)
     db.wait_until_ready(wait)
     return db
@@ -126,10 +133,7 @@ def run_sidecar(settings: Settings, args: argparse.Namespace) -> int:
     from waha_sync.sidecar.run import Sidecar
 
     def open_store(tree: Tree) -> PgStore:
-        params = parse_url(tree.database_url)
-        if params.password is not None:
-            register_secret(params.password.get_secret_value())
-        return open_pg_store(params, settings.chaos_40001_rate, "sync")
+        return open_pg_store(_params(tree.database_url), settings.chaos_40001_rate, "sync")
 
     return Sidecar(settings, open_store, force=args.force).run()
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from waha_sync.common.config import Settings
 from waha_sync.common.errors import ConfigError
 
@@ -25,8 +27,6 @@ class Tree:
 
     def settings_for(self, settings: Settings) -> Settings:
         """``settings`` pointed at this tree (same limits, excludes and timings)."""
-        from pydantic import SecretStr
-
         return settings.model_copy(
             update={
                 "sessions_dir": self.root,
