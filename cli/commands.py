@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,6 +34,7 @@ COMPONENT = {
     "check": "cli",
     "up": "sync",
 }
+PROBE_S = 5.0  # the health check's connect and I/O timeout
 
 
 def describe(exc: BaseException) -> str:
@@ -135,7 +137,14 @@ def run_sidecar(settings: Settings, args: argparse.Namespace) -> int:
     def open_store(tree: Tree) -> PgStore:
         return open_pg_store(_params(tree.database_url), settings.chaos_40001_rate, "sync")
 
-    return Sidecar(settings, open_store, force=args.force).run()
+    def open_probe(tree: Tree) -> Database:  # the health check's: short timeouts, its own session
+        params = _params(tree.database_url)
+        quick = replace(params, connect_timeout=min(params.connect_timeout or PROBE_S, PROBE_S))
+        return Database(
+            quick, chaos_40001_rate=settings.chaos_40001_rate, component="http", io_timeout=PROBE_S
+        )
+
+    return Sidecar(settings, open_store, open_probe, force=args.force).run()
 
 
 def run_restore(settings: Settings, args: argparse.Namespace) -> int:

@@ -17,10 +17,12 @@ from pydantic import SecretStr, ValidationError
 
 from waha_sync.common.config import HINTS, Settings
 from waha_sync.common.errors import ConfigError
+from waha_sync.common.logs import register_secret
 from waha_sync.common.pgurl import redact_url
 
 SECRETS_DIR_ENV = "WAHA_SYNC_SECRETS_DIR"
-_SECRET_FIELDS = {"database_url", "media_database_url"}
+_URL_FIELDS = {"database_url", "media_database_url"}
+_SECRET_FIELDS = {"api_key", "dashboard_password"}  # never shown, not even in part
 
 
 def flag_name(field: str) -> str:
@@ -49,7 +51,9 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
 def _shown(field: str, value: object) -> str:
     if isinstance(value, SecretStr):
         value = value.get_secret_value()
-    if field in _SECRET_FIELDS and isinstance(value, str):
+    if field in _SECRET_FIELDS and value:
+        return "'***'"
+    if field in _URL_FIELDS and isinstance(value, str):
         return repr(redact_url(value))
     return repr(value)
 
@@ -88,4 +92,7 @@ def load_settings(args: argparse.Namespace | None = None) -> Settings:
             lines.append(f"{field}: {problem} (got {_shown(field, err.get('input'))})")
         first = _field_of(exc.errors()[0]["loc"])
         raise ConfigError("\n".join(lines), HINTS.get(first)) from None
+    for secret in (settings.api_key, settings.dashboard_password):
+        if secret is not None:
+            register_secret(secret.get_secret_value())
     return settings

@@ -89,8 +89,10 @@ class Database:
         chaos_40001_rate: float = 0.0,
         retry: RetryPolicy | None = None,
         component: str = "sync",
+        io_timeout: float | None = 60.0,
     ) -> None:
         self.params = params
+        self.io_timeout = io_timeout  # per socket read or write; None waits forever
         self.log = logging.getLogger(f"waha_sync.{component}")  # the caller's log prefix
         self.chaos_rate = chaos_40001_rate
         self.retry = retry or RetryPolicy()
@@ -103,7 +105,7 @@ class Database:
     def connect(self) -> pg8000.native.Connection:
         """The open connection, connecting (and detecting the server) if needed."""
         if self._conn is None:
-            conn = open_connection(self.params)
+            conn = open_connection(self.params, io_timeout=self.io_timeout)
             try:
                 version = str(conn.run("SELECT version()")[0][0])
             except pg8000.exceptions.Error as exc:

@@ -31,6 +31,7 @@ class Marker:
     time: str
     files: int
     bytes: int
+    seconds: float = 0.0  # how long the restore took (markers before 0.1.1 lack it)
 
 
 def marker_path(root: Path) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -94,12 +94,14 @@ def ship(
     deleted: Sequence[str] = (),
     workers: int = 4,
     group_files: int = GROUP_FILES,
+    on_group: Callable[[], None] | None = None,
 ) -> ShipReport:
     """Upload what changed among ``candidates``, then commit it with ``deleted`` as one batch.
 
     ``stored`` is what the database holds for these paths (for change
     detection). Files are read and uploaded ``group_files`` at a time (fewer:
-    less memory held at once, more round trips). Files that vanish mid-way are
+    less memory held at once, more round trips); ``on_group`` is called after
+    each group is uploaded (progress). Files that vanish mid-way are
     committed as deletions if the database holds them. Raises what ``Store``
     raises; nothing is committed then.
     """
@@ -115,6 +117,8 @@ def ship(
             nxt = [pool.submit(_process, c, stored.get(c.rel)) for c in group]
             if pending is not None:
                 _upload([f.result() for f in pending], store, report, changed)
+                if on_group is not None:
+                    on_group()
                 (log.info if len(todo) > group_files else log.debug)(
                     "uploaded %d of %d changed files so far (%s raw)",
                     report.uploaded,

@@ -127,6 +127,7 @@ def restore(
             datetime.now(UTC).isoformat(),
             report.files,
             report.bytes,
+            round(time.monotonic() - started, 3),
         ),
     )
     if settings.uid is not None or settings.gid is not None:

@@ -1,7 +1,8 @@
 """``waha-sync sidecar``: one syncer per tree, signals, the final flush, the exit code.
 
 The sessions tree is synced in the main thread (so a signal interrupts its
-wait at once), media in a thread of its own, garbage collection in another.
+wait at once), media in a thread of its own, garbage collection in another;
+HTTP (``waha_sync.sidecar.front``) has a health-check thread and a server thread.
 SIGTERM or SIGINT: stop watching, ship everything pending within
 ``shutdown_timeout_seconds``, exit 0 (1 if that was impossible). A second
 signal aborts at once. Being fenced stops every tree and exits 1.
@@ -20,9 +21,11 @@ from datetime import timedelta
 from types import FrameType
 
 from waha_sync.common.config import Settings
+from waha_sync.common.db import Database
 from waha_sync.common.errors import FencedError, WahaSyncError
 from waha_sync.common.store import Store
 from waha_sync.common.trees import Tree, require_dirs, trees
+from waha_sync.sidecar.front import Front
 from waha_sync.sidecar.tree_sync import TreeSync
 
 log = logging.getLogger("waha_sync.sync")
@@ -30,7 +33,12 @@ log = logging.getLogger("waha_sync.sync")
 
 class Sidecar:
     def __init__(
-        self, settings: Settings, open_store: Callable[[Tree], Store], *, force: bool
+        self,
+        settings: Settings,
+        open_store: Callable[[Tree], Store],
+        open_probe: Callable[[Tree], Database],
+        *,
+        force: bool,
     ) -> None:
         self.settings = settings
         self.open_store = open_store
@@ -40,6 +48,7 @@ class Sidecar:
             TreeSync(t.settings_for(settings), open_store(t), t.label, force=force)
             for t in self.trees
         ]
+        self.front = Front(settings, self.syncs, {t.label: open_probe(t) for t in self.trees})
         self.stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -51,6 +60,7 @@ class Sidecar:
         """Stop every loop (the wake pipe is never drained, so all of them see it)."""
         if not self.stop.is_set():
             self.deadline = time.monotonic() + self.settings.shutdown_timeout_seconds
+            self.front.stopping()
             self.stop.set()
             with contextlib.suppress(BlockingIOError):
                 os.write(self._wake_w, b"x")
@@ -88,11 +98,13 @@ class Sidecar:
         ]
         if self.settings.gc_interval_seconds:
             others.append(threading.Thread(target=self._gc_loop, name="gc", daemon=True))
+        self.front.start()
         for t in others:
             t.start()
         self._loop(self.syncs[0])
         for t in others:
             t.join()
+        self.front.close()
         return self.exit_code
 
     def _loop(self, sync: TreeSync) -> None:
@@ -102,11 +114,14 @@ class Sidecar:
                 "%s: watching %s (%d folders)", sync.label, sync.root, len(sync.watcher.folders)
             )
             while not self.stop.is_set():
+                sync.status.beat()
                 now = time.monotonic()
                 sync.collect(now)
                 sync.step(now)
                 timeout = max(0.0, sync.wake_at(time.monotonic()) - time.monotonic())
+                sync.status.progress_at = None  # waiting is not being stuck
                 sync.watcher.wait(timeout, self._wake_r)
+            sync.status.beat()
             ok = sync.flush(self.deadline)
         except WahaSyncError as exc:  # fenced, refused or misconfigured: stop everything
             log.error("%s", exc.render(), extra={"plain": isinstance(exc, FencedError)})
@@ -119,6 +134,8 @@ class Sidecar:
             self.request_stop()
             return
         finally:
+            sync.status.progress_at = None
+            sync.status.stopped = True
             sync.watcher.close()
             sync.store.close()
         if ok:

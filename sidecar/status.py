@@ -1,16 +1,21 @@
-"""What a tree's syncer knows about itself, for logs now and for HTTP status later.
+"""What a tree's syncer knows about itself, for its log lines and for HTTP.
 
-Written only by the syncer's own thread; readers take a consistent enough
-copy with ``snapshot()`` (plain values, no locks on the sync path).
+Written only by the syncer's own thread; readers (the health check, HTTP
+handlers) take a copy with ``snapshot()``: plain values, no locks on the
+sync path.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from waha_sync.common.ship import ShipReport
+
+RECENT_ERRORS = 20
 
 
 @dataclass
@@ -21,19 +26,30 @@ class TreeStatus:
     epoch: int = 0
     holder: str = ""
     pending: int = 0
-    local_files: int = 0
+    local_files: int = 0  # at the last full comparison
     local_bytes: int = 0
+    compared_at: float | None = None  # wall clock of the last full comparison
     commits: int = 0
     files_shipped: int = 0
     bytes_shipped: int = 0
     files_deleted: int = 0
     last_commit_id: int | None = None
     last_commit_at: float | None = None  # wall-clock seconds
+    last_commit_files: int = 0
+    last_commit_bytes: int = 0
     lag_seconds: float | None = None  # first change -> durable, for the last batch
     failing_since: float | None = None
     last_error: str | None = None
     fenced: str | None = None
+    stopped: bool = False  # the loop has ended (stop requested, fenced or failed)
+    progress_at: float | None = None  # monotonic, while working; None while waiting
+    generation: int = 0  # bumped whenever the shipped index changes
+    errors: dict[str, int] = field(default_factory=dict)  # by kind, since start
+    recent_errors: deque[tuple[float, str, str]] = field(
+        default_factory=lambda: deque(maxlen=RECENT_ERRORS)
+    )  # (wall clock, kind, message)
     skipped: dict[str, str] = field(default_factory=dict)
+    on_lag: Callable[[float], None] | None = field(default=None, repr=False, compare=False)
 
     def record(self, report: ShipReport) -> None:
         if report.commit_id is None:
@@ -44,8 +60,36 @@ class TreeStatus:
         self.files_deleted += report.deleted
         self.last_commit_id = report.commit_id
         self.last_commit_at = time.time()
+        self.last_commit_files = len(report.committed) + report.deleted
+        self.last_commit_bytes = report.bytes_raw
+
+    def beat(self) -> None:
+        """The loop is working and just made progress (for /livez)."""
+        self.progress_at = time.monotonic()
+
+    def durable(self, lag: float) -> None:
+        """A batch whose first change happened ``lag`` seconds ago is committed."""
+        self.lag_seconds = lag
+        if self.on_lag is not None:
+            self.on_lag(lag)
+
+    def error(self, kind: str, message: str) -> None:
+        """Count a failure of ``kind``; a message differing from the last one is kept."""
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+        if not self.recent_errors or self.recent_errors[-1][2] != message:
+            self.recent_errors.append((time.time(), kind, message))
+        self.last_error = message
 
     def snapshot(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["skipped"] = dict(self.skipped)
+        """A copy of every field but the callback (containers are copied in one C call each,
+        so a concurrent update of the syncer cannot break the copy)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, dict):
+                value = dict(value)
+            elif isinstance(value, deque):
+                value = list(value)
+            out[f.name] = value
+        out.pop("on_lag")
         return out

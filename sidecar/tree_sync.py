@@ -22,7 +22,13 @@ import time
 from pathlib import Path
 
 from waha_sync.common.config import Settings
-from waha_sync.common.errors import ConfigError, FencedError, RefusedError, WahaSyncError
+from waha_sync.common.errors import (
+    ConfigError,
+    DatabaseUnavailable,
+    FencedError,
+    RefusedError,
+    WahaSyncError,
+)
 from waha_sync.common.push import deletions, holder_name
 from waha_sync.common.scan import Candidate, Excluder, fmt_bytes, scan
 from waha_sync.common.ship import ShipReport, ship
@@ -40,6 +46,13 @@ BACKOFF_CAP = 10.0
 # first upload of 8,600 files), at a few more round trips per large batch.
 GROUP_FILES = 500
 FLUSH_ROUNDS = 20  # a writer still busy after this many final rounds is not waited for
+
+
+def error_kind(exc: Exception) -> str:
+    """How /metrics counts a failed sync attempt: database, io or other."""
+    if isinstance(exc, DatabaseUnavailable) or type(exc).__module__.startswith("pg8000"):
+        return "database"
+    return "io" if isinstance(exc, OSError) else "other"
 
 
 class TreeSync:
@@ -98,7 +111,7 @@ class TreeSync:
                 self._ship_paths(taken, self.pending.oldest_taken or now)
         except (FencedError, ConfigError, RefusedError) as exc:  # retrying cannot help
             self.status.fenced = exc.message if isinstance(exc, FencedError) else None
-            self.status.last_error = exc.message
+            self.status.error(type(exc).__name__.removesuffix("Error").lower(), exc.message)
             raise
         except Exception as exc:  # any database or I/O failure: keep the work, retry later
             self.pending.put_back(taken, now)
@@ -138,6 +151,7 @@ class TreeSync:
         self.status.skipped = {s.rel: s.reason for s in found.skipped if not s.quiet}
         self.status.local_files = len(found.candidates)
         self.status.local_bytes = sum(c.size for c in found.candidates)
+        self.status.compared_at = time.time()
         step = self.settings.max_delay_seconds if self.watcher.degraded else 0
         self.next_full = time.monotonic() + (step or self.settings.reconcile_seconds)
         self._log(report, f"{why} comparison of {len(found.candidates)} files")
@@ -156,7 +170,7 @@ class TreeSync:
                 gone.append(rel)
         report = self._ship(candidates, gone)
         if report.commit_id is not None:
-            self.status.lag_seconds = time.monotonic() - first
+            self.status.durable(time.monotonic() - first)
         what = "final flush of" if self.stopping else "shipped"
         self._log(report, f"{what} {len(paths)} changed paths")
 
@@ -203,6 +217,7 @@ class TreeSync:
             gone,
             self.settings.workers,
             group_files=GROUP_FILES,
+            on_group=self.status.beat,
         )
         for e in (*report.committed, *report.same):
             self.known[e.path] = lean(e)
@@ -211,6 +226,8 @@ class TreeSync:
             self.known.pop(rel, None)
         for s in report.skipped:
             self.status.skipped[s.rel] = s.reason
+        if report.committed or report.same or report.gone:
+            self.status.generation += 1
         self.status.record(report)
         return report
 
@@ -243,7 +260,7 @@ class TreeSync:
             )
         else:
             log.debug("%s: still failing: %s", self.label, reason)
-        self.status.last_error = reason
+        self.status.error(error_kind(exc), reason)
         self.retry_at = now + self.backoff
         self.backoff = min(self.backoff * 2, BACKOFF_CAP)
 

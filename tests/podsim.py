@@ -11,12 +11,17 @@ from __future__ import annotations
 import json
 import random
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from conftest import DbTarget
 from wahatree import tree_digest
@@ -28,14 +33,69 @@ FAST = {
 }
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the kernel's pick)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 10) -> Reply:
+    """GET ``url``; any status is a reply (urllib raises for 4xx/5xx, this does not)."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return Reply(response.status, dict(response.headers), response.read())
+    except urllib.error.HTTPError as err:
+        return Reply(err.code, dict(err.headers), err.read())
+
+
 class SidecarProc:
     def __init__(self, db: DbTarget, root: Path, log: Path, **env: str) -> None:
         self.db = db
         self.root = root
         self.log_path = log
-        self.env = {**FAST, **env}
+        self.env = {**FAST, "WAHA_SYNC_PORT": str(free_port()), **env}
         self.proc: subprocess.Popen[bytes] | None = None
         self.prefix: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.env['WAHA_SYNC_PORT']}"
+
+    def get(self, path: str, **headers: str) -> Reply:
+        """GET an endpoint of this sidecar (headers as keyword arguments: X_Api_Key=...)."""
+        return http_get(self.url + path, {k.replace("_", "-"): v for k, v in headers.items()})
+
+    def wait_http(self, path: str, status: int, timeout: float = 60, **headers: str) -> Reply:
+        """Poll ``path`` until it answers ``status``; the last reply."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                reply = self.get(path, **headers)
+                if reply.status == status:
+                    return reply
+            except OSError as exc:  # not listening yet
+                reply = Reply(0, {}, str(exc).encode())
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"sidecar exited {self.proc.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{path} never answered {status} (last {reply.status}: {reply.body[:300]!r})"
+                    f":\n{self.log()[-3000:]}"
+                )
+            time.sleep(0.1)
 
     def start(self, *args: str) -> SidecarProc:
         cmd = [*self.prefix, sys.executable, "-m", "waha_sync", "sidecar"]

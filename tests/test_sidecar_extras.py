@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DbTarget, Server
-from podsim import SidecarProc
+from podsim import SidecarProc, free_port
 
 
 def _wait(check: object, timeout: float = 30) -> None:
@@ -71,7 +71,11 @@ def test_up_runs_restore_and_sidecar_on_embedded_postgres(tmp_path: Path) -> Non
     data = Path(tempfile.mkdtemp(prefix="wsup")) / "pg"  # short: it holds a Unix socket
     env = {k: v for k, v in os.environ.items() if "DATABASE_URL" not in k}
     env = {k: v for k, v in env.items() if not k.startswith("WAHA_SYNC_")}
-    env.update(WAHA_SYNC_DEBOUNCE_SECONDS="0.2", WAHA_SYNC_LOCAL_DB_DIR=str(data))
+    env.update(
+        WAHA_SYNC_DEBOUNCE_SECONDS="0.2",
+        WAHA_SYNC_LOCAL_DB_DIR=str(data),
+        WAHA_SYNC_PORT=str(free_port()),
+    )
 
     def up(folder: Path, log: Path) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "waha_sync", "up", "--sessions-dir", str(folder)]

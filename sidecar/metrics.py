@@ -1,0 +1,144 @@
+"""``/metrics``: Prometheus text through prometheus-client, every name ``waha_sync_*``.
+
+Counters and gauges are read at scrape time from the health check's latest
+``View`` (nothing is updated on the sync path); only the change-to-durable
+histogram is observed by the syncer, one observation per commit. Every
+series carries a ``tree`` label (``sessions`` or ``media``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from waha_sync.sidecar.view import View
+
+ERROR_KINDS = ("database", "io", "fenced", "refused", "config", "other")
+LAG_BUCKETS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0)
+SKIP_KINDS = (
+    ("> limit", "too_big"),
+    ("invalid JSON", "invalid_json"),
+    ("unreadable", "unreadable"),
+    ("cannot stat", "unreadable"),
+    ("excluded", "excluded"),
+    ("symlink", "not_regular"),
+    ("not a regular", "not_regular"),
+    ("not valid UTF-8", "bad_name"),
+    ("SQLite", "sqlite_snapshot"),
+    ("kept changing", "changing"),
+)
+
+
+def skip_kind(reason: str) -> str:
+    """A short label for a skip reason (``too_big``, ``invalid_json``, ...)."""
+    return next((kind for text, kind in SKIP_KINDS if text in reason), "other")
+
+
+class _ViewCollector(Collector):
+    def __init__(self, view: Callable[[], View]) -> None:
+        self._view = view
+
+    def collect(self) -> Iterator[Metric]:
+        view = self._view()
+
+        def family(kind: type[Metric], name: str, doc: str, *labels: str) -> Metric:
+            return kind(f"waha_sync_{name}", doc, labels=["tree", *labels])  # type: ignore[call-arg]
+
+        counters = {
+            "commits": family(CounterMetricFamily, "commits", "Commits made by this sidecar."),
+            "files_shipped": family(
+                CounterMetricFamily, "files_shipped", "Changed files committed."
+            ),
+            "bytes_shipped": family(
+                CounterMetricFamily, "bytes_shipped", "Raw bytes of the committed files."
+            ),
+            "files_deleted": family(
+                CounterMetricFamily, "files_deleted", "Deletions (tombstones) committed."
+            ),
+        }
+        errors = family(
+            CounterMetricFamily,
+            "errors",
+            "Failed sync attempts by kind (database, io, fenced, refused, config, other).",
+            "kind",
+        )
+        gauges = {
+            "pending": family(GaugeMetricFamily, "pending_paths", "Changed paths not shipped."),
+            "last_commit_at": family(
+                GaugeMetricFamily,
+                "last_commit_timestamp_seconds",
+                "Unix time of the last successful commit.",
+            ),
+            "db_up": family(
+                GaugeMetricFamily, "database_up", "1 if the last database check succeeded."
+            ),
+            "fenced": family(
+                GaugeMetricFamily, "fenced", "1 once another holder claimed the instance."
+            ),
+            "ready": family(GaugeMetricFamily, "ready", "1 if /health answers 200 for the tree."),
+            "sessions": family(GaugeMetricFamily, "sessions", "WAHA session folders stored."),
+            "stored_files": family(GaugeMetricFamily, "stored_files", "Live files stored."),
+            "stored_bytes": family(GaugeMetricFamily, "stored_bytes", "Raw bytes of them."),
+            "restore_seconds": family(
+                GaugeMetricFamily, "restore_duration_seconds", "How long this pod's restore took."
+            ),
+            "restore_files": family(GaugeMetricFamily, "restore_files", "Files it restored."),
+        }
+        skipped = family(GaugeMetricFamily, "skipped_files", "Files left out, by reason.", "reason")
+        for t in view.trees:
+            s, label = t.status, [t.label]
+            for key, metric in counters.items():
+                metric.add_metric(label, s[key])  # type: ignore[attr-defined]
+            for kind in sorted({*ERROR_KINDS, *s["errors"]}):
+                count = s["errors"].get(kind, 0)
+                errors.add_metric([t.label, kind], count)  # type: ignore[attr-defined]
+            by_reason: dict[str, int] = {}
+            for reason in s["skipped"].values():
+                by_reason[skip_kind(reason)] = by_reason.get(skip_kind(reason), 0) + 1
+            for kind, count in sorted(by_reason.items()):
+                skipped.add_metric([t.label, kind], count)  # type: ignore[attr-defined]
+            values: dict[str, float | None] = {
+                "pending": s["pending"],
+                "last_commit_at": s["last_commit_at"],
+                "db_up": float(t.db.up),
+                "fenced": float(bool(s["fenced"]) or bool(t.problem and "fenced:" in t.problem)),
+                "ready": float(t.problem is None),
+                "sessions": len(t.sessions),
+                "stored_files": t.stored_files,
+                "stored_bytes": t.stored_bytes,
+            }
+            if t.marker is not None and t.marker.get("source") == "restore":
+                values["restore_seconds"] = t.marker.get("seconds", 0.0)
+                values["restore_files"] = t.marker.get("files", 0)
+            for key, value in values.items():
+                if value is not None:
+                    gauges[key].add_metric(label, value)  # type: ignore[attr-defined]
+        yield from counters.values()
+        yield errors
+        yield from gauges.values()
+        yield skipped
+
+
+class Metrics:
+    """The sidecar's own registry: view-derived series, the latency histogram, process stats."""
+
+    def __init__(self, view: Callable[[], View]) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_ViewCollector(view))
+        ProcessCollector(namespace="waha_sync", registry=self.registry)
+        self.lag = Histogram(
+            "waha_sync_change_to_durable_seconds",
+            "Seconds from a file's first change to the commit that made it durable.",
+            ["tree"],
+            buckets=LAG_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observer(self, tree: str) -> Callable[[float], None]:
+        return self.lag.labels(tree).observe
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

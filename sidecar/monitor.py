@@ -1,0 +1,151 @@
+"""The health check: a thread that builds a fresh ``View`` about every 2 seconds.
+
+Each round it asks each tree's database for the instance's lease (a short
+read on a connection of its own with a 5 s timeout, so a dead database is
+noticed without touching the syncer), reads the restore marker, copies the
+syncer's status, and, only when the shipped index changed, re-totals the
+WAHA sessions. HTTP handlers read ``Monitor.view`` and never wait on any
+of this.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict
+
+from waha_sync.common.db import Database
+from waha_sync.common.errors import WahaSyncError
+from waha_sync.common.marker import read_marker
+from waha_sync.common.pgstore import PgStore
+from waha_sync.sidecar.tree_sync import TreeSync
+from waha_sync.sidecar.view import DbView, SessionTotals, TreeView, View, totals, tree_problem
+
+log = logging.getLogger("waha_sync.http")
+CHECK_SECONDS = 2.0
+PROBE_TIMEOUT = 5.0
+
+
+class Monitor:
+    def __init__(
+        self,
+        syncs: list[TreeSync],
+        dbs: dict[str, Database],
+        unhealthy_after: float,
+        *,
+        by_session: dict[str, bool],
+    ) -> None:
+        self.syncs = syncs
+        self.dbs = dbs
+        self.stores = {label: PgStore(db) for label, db in self.dbs.items()}
+        self.unhealthy_after = unhealthy_after
+        self.by_session = by_session
+        self.view = View(started_at=time.time())
+        self.stopping = False
+        self.rounds = 0  # completed checks, for /livez
+        self.round_started: float | None = None  # monotonic, while a check runs
+        self._totals: dict[str, tuple[object, tuple[SessionTotals, ...], SessionTotals]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="health", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(PROBE_TIMEOUT * 2)
+        for db in self.dbs.values():
+            db.close()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.check()
+            except Exception as exc:  # a bug here must not end the checks
+                log.error("health check failed: %s: %s", type(exc).__name__, exc)
+                self.round_started = None
+            if self._stop.wait(CHECK_SECONDS):
+                return
+
+    def check(self) -> None:
+        """Build and publish a new view (one database round trip per tree)."""
+        self.round_started = time.monotonic()
+        views = tuple(self._tree(s) for s in self.syncs)
+        now = time.time()
+        problem = next((t.problem for t in views if t.problem), None)
+        if self.stopping:
+            problem = "stopping: final flush in progress"
+        self.view = View(self.view.started_at, now, views, self.stopping, problem)
+        self.rounds += 1
+        self.round_started = None
+
+    def _probe(self, sync: TreeSync) -> DbView:
+        db = self.dbs[sync.label]
+        began = time.monotonic()
+        try:
+            inst = self.stores[sync.label].instance(sync.name)
+        except Exception as exc:
+            db.close()
+            reason = exc.message if isinstance(exc, WahaSyncError) else f"{exc}"
+            return DbView(False, db.kind, db.version, db.tls, time.time(), None, reason)
+        ms = (time.monotonic() - began) * 1000
+        return DbView(
+            True,
+            db.kind,
+            db.version,
+            db.tls,
+            time.time(),
+            round(ms, 1),
+            None,
+            inst.epoch if inst else None,
+            inst.holder if inst else None,
+            inst.last_commit if inst else None,
+        )
+
+    def _tree(self, sync: TreeSync) -> TreeView:
+        db = self._probe(sync)
+        status = sync.status.snapshot()
+        marker_error = None
+        try:
+            found = read_marker(sync.root)
+            marker = asdict(found) if found is not None else None
+        except WahaSyncError as exc:
+            marker, marker_error = None, exc.message
+        sessions, rest = self._session_totals(sync, status)
+        problem = tree_problem(status, db, marker, marker_error, time.time(), self.unhealthy_after)
+        stored = [*sessions, rest]
+        return TreeView(
+            sync.label,
+            status,
+            db,
+            marker,
+            sessions,
+            rest,
+            sum(s.files for s in stored),
+            sum(s.bytes for s in stored),
+            problem,
+        )
+
+    def _session_totals(
+        self, sync: TreeSync, status: dict[str, object]
+    ) -> tuple[tuple[SessionTotals, ...], SessionTotals]:
+        """Totals per session, recomputed only when the index, pending or skipped changed."""
+        pending = list(sync.pending.first)  # one C-level copy; the syncer may add meanwhile
+        skipped = list(sync.status.skipped)
+        key = (status["generation"], len(pending), len(skipped))
+        cached = self._totals.get(sync.label)
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        known = dict(sync.known) if sync.known is not None else {}
+        sessions, rest = totals(
+            known, pending, skipped, by_session=self.by_session.get(sync.label, True)
+        )
+        self._totals[sync.label] = (key, sessions, rest)
+        return sessions, rest
+
+    def alive(self, stall_seconds: float) -> bool:
+        """False once a check has been running for longer than ``stall_seconds``."""
+        started = self.round_started
+        return started is None or time.monotonic() - started < stall_seconds

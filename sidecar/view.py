@@ -1,0 +1,136 @@
+"""What HTTP shows: immutable views of each tree, built by the health check.
+
+A ``View`` is replaced whole every check (about every 2 s) and never
+mutated, so request handlers read it without locks and never wait on the
+database or on the syncer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from waha_sync.common.store import StoredEntry
+
+
+@dataclass(frozen=True)
+class DbView:
+    """The database as the last check saw it."""
+
+    up: bool = False
+    kind: str = "unknown"  # postgresql or cockroachdb
+    version: str = ""
+    tls: bool = False
+    checked_at: float | None = None  # wall clock of the last check
+    latency_ms: float | None = None
+    error: str | None = None
+    epoch: int | None = None  # the instance's lease as stored
+    holder: str | None = None
+    last_commit: int | None = None
+
+
+@dataclass(frozen=True)
+class SessionTotals:
+    """One WAHA session folder (``<engine>/<session>``) as stored."""
+
+    name: str
+    files: int
+    bytes: int
+    last_change: float | None  # newest mtime of its stored files (wall clock)
+    pending: int = 0
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class TreeView:
+    label: str
+    status: dict[str, Any]  # TreeStatus.snapshot()
+    db: DbView
+    marker: dict[str, Any] | None  # the restore marker, or None if missing
+    sessions: tuple[SessionTotals, ...] = ()
+    other: SessionTotals | None = None  # files outside session folders
+    stored_files: int = 0
+    stored_bytes: int = 0
+    problem: str | None = None  # why this tree is not ready, or None
+
+
+@dataclass(frozen=True)
+class View:
+    started_at: float  # wall clock when the sidecar started
+    checked_at: float | None = None
+    trees: tuple[TreeView, ...] = ()
+    stopping: bool = False
+    problem: str | None = "starting: first health check not done"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return self.problem is None
+
+
+def session_of(rel: str) -> str | None:
+    """``noweb/default`` for ``noweb/default/creds.json``; None for files outside a session."""
+    parts = rel.split("/", 2)
+    return f"{parts[0]}/{parts[1]}" if len(parts) == 3 else None
+
+
+def totals(
+    known: dict[str, StoredEntry], pending: list[str], skipped: list[str], *, by_session: bool
+) -> tuple[tuple[SessionTotals, ...], SessionTotals]:
+    """Per-session totals of the shipped index (one pass), and the rest as one row.
+
+    With ``by_session`` False (media) every file counts in the rest.
+    """
+    rows: dict[str | None, list[Any]] = {}
+    for rel, e in known.items():
+        key = session_of(rel) if by_session else None
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = [0, 0, 0, 0, 0]
+        row[0] += 1
+        row[1] += e.size_bytes
+        row[2] = max(row[2], e.mtime_ns)
+    for column, paths in ((3, pending), (4, skipped)):
+        for rel in paths:
+            key = session_of(rel) if by_session else None
+            rows.setdefault(key, [0, 0, 0, 0, 0])[column] += 1
+
+    def make(name: str, r: list[Any]) -> SessionTotals:
+        return SessionTotals(name, r[0], r[1], r[2] / 1e9 if r[2] else None, r[3], r[4])
+
+    rest = make("", rows.pop(None, [0, 0, 0, 0, 0]))
+    sessions = tuple(make(str(k), r) for k, r in sorted(rows.items(), key=lambda kv: str(kv[0])))
+    return sessions, rest
+
+
+def tree_problem(
+    status: dict[str, Any],
+    db: DbView,
+    marker: dict[str, Any] | None,
+    marker_error: str | None,
+    now: float,
+    unhealthy_after: float,
+) -> str | None:
+    """Why a tree is not ready (the first reason that applies), or None."""
+    label = status["label"]
+    if status["fenced"]:
+        return f"{label}: {status['fenced']}"
+    if marker_error:
+        return f"{label}: {marker_error}"
+    if marker is None:
+        return f"{label}: no restore marker in {status['root']}; run `waha-sync restore` first"
+    if not db.up:
+        return f"{label}: database unreachable: {db.error}"
+    if status["epoch"] and db.epoch is not None and db.epoch != status["epoch"]:
+        return (
+            f"{label}: fenced: instance {status['instance']} was claimed by {db.holder} "
+            f"(epoch {db.epoch}); this sidecar holds epoch {status['epoch']}"
+        )
+    if status["stopped"]:
+        return f"{label}: stopped"
+    if status["compared_at"] is None:
+        return f"{label}: starting: first comparison with the database not finished"
+    since = status["failing_since"]
+    if since is not None and now - since > unhealthy_after:
+        return f"{label}: commits failing for {now - since:.0f}s: {status['last_error']}"
+    return None
