@@ -63,6 +63,9 @@ class DbTarget:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WAHA_SYNC_")}
         env.pop("DATABASE_URL", None)
         env.pop("WHATSAPP_SESSIONS_POSTGRESQL_URL", None)
+        for alias in ("WAHA_API_KEY", "WHATSAPP_API_KEY", "WAHA_DASHBOARD_USERNAME"):
+            env.pop(alias, None)
+        env.pop("WAHA_DASHBOARD_PASSWORD", None)
         env.update(WAHA_SYNC_DATABASE_URL=self.url, WAHA_SYNC_CHAOS_40001_RATE=str(self.chaos_rate))
         env.update(extra)
         return env

@@ -48,6 +48,23 @@ def waha_sync(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
         (["--database-url", f"mysql://u:{SECRET}@h/db"], {}, "database_url:"),
         (["--database-url", f"postgres://u:{SECRET}@h:99999/db"], {}, "database_url:"),
         (["--database-url", f"postgres://u:{SECRET}@h/db?sslmode=verify"], {}, "sslmode"),
+        ([], {"WAHA_API_KEY": f"sha512:{SECRET}"}, "api_key: a sha512: key needs exactly 128"),
+        (["--port", "70000"], {}, "port: Input should be less than or equal to 65535"),
+        (
+            [],
+            {"WAHA_SYNC_API_KEY_EXCLUDE_PATH": "health,admin"},
+            "api_key_exclude_path: unknown endpoint 'admin'; known: health, livez, status",
+        ),
+        (
+            [],
+            {"WAHA_DASHBOARD_USERNAME": "admin"},
+            "dashboard_password: set both dashboard_username and dashboard_password",
+        ),
+        (
+            ["--dashboard-password", SECRET],
+            {},
+            "dashboard_password: set both dashboard_username and dashboard_password",
+        ),
     ],
 )
 def test_bad_config_exits_2_with_field_value_and_hint(
