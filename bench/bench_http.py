@@ -140,27 +140,29 @@ def markers(db: DbTarget, folder: Path, tag: str, window: float) -> list[float]:
     return done
 
 
-def histogram(side: SidecarProc) -> tuple[float, float]:
-    """(sum, count) of the sidecar's change→durable histogram for the sessions tree."""
+def scrape(side: SidecarProc) -> dict[str, float]:
+    """Sessions-tree series from /metrics: lag histogram sum and count, files shipped, pending."""
     text = side.get("/metrics", X_Api_Key=KEY).body.decode()
-    pick = r'^waha_sync_change_to_durable_seconds_{}{{tree="sessions"}} ([\d.e+]+)$'
-    got = [re.search(pick.format(k), text, re.MULTILINE) for k in ("sum", "count")]
-    return (float(got[0].group(1)), float(got[1].group(1))) if got[0] and got[1] else (0.0, 0.0)
+    found = re.findall(r'^waha_sync_(\w+)\{tree="sessions"\} (\S+)$', text, re.MULTILINE)
+    return {k: float(v) for k, v in found}
 
 
 def sync_phase(
     side: SidecarProc, db: DbTarget, folder: Path, tag: str, seconds: float, load: bool
 ) -> tuple[list[float], str, Wrk | None]:
-    """Markers for ``seconds`` - 2 s (wrk on /health for ``seconds`` if ``load``)."""
+    """Markers for ``seconds`` - 2 s (and wrk on /health for ``seconds`` if ``load``)."""
     pid = side.proc.pid if side.proc else 0
-    h0, cpu0, t0 = histogram(side), cpu_seconds(pid), time.monotonic()
+    m0, cpu0, t0 = scrape(side), cpu_seconds(pid), time.monotonic()
     proc = start_wrk(side.url + "/health", seconds) if load else None
     done = markers(db, folder, tag, max(1.0, seconds - 2 * DEBOUNCE))
     result = finish_wrk(proc, f"/health ({tag})", pid, cpu0, t0) if proc else None
     time.sleep(max(0.0, t0 + seconds - time.monotonic()))
-    h1 = histogram(side)
-    n = h1[1] - h0[1]
-    own = f"{n:.0f} commits, mean {(h1[0] - h0[0]) / n:.3f} s" if n else "no commits"
+    m1 = scrape(side)
+    n, lag = (
+        m1[k] - m0[k] for k in ("change_to_durable_seconds_count", "change_to_durable_seconds_sum")
+    )
+    files, left = m1["files_shipped_total"] - m0["files_shipped_total"], m1["pending_paths"]
+    own = f"{n:.0f} commits of {files:.0f} files, mean lag {lag / max(n, 1):.3f} s, {left:.0f} pending"
     return done, own, result
 
 
@@ -181,7 +183,7 @@ def bench(args: argparse.Namespace, pg: LocalPostgres, work: Path) -> list[Row]:
     db = DbTarget(pg.url("bench_http"), "postgresql", 0.0)
     root = work / "sessions"
     root.mkdir()
-    assert db.cli("restore", "--sessions-dir", str(root)) == 0
+    assert db.cli("restore", "--sessions-dir", str(root), "--log-level", "WARNING") == 0
     make_noweb_session(root / "default" / "noweb-1", prekeys=800, seed=1)
     make_sqlite(root / "default" / "waha.sqlite3", rows=1000)
     side = SidecarProc(db, root, work / "sidecar.log")

@@ -13,9 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from waha_sync.common.errors import DatabaseUnavailable
 from waha_sync.common.ship import ShipReport
 
 RECENT_ERRORS = 20
+
+
+def error_kind(exc: Exception) -> str:
+    """How /metrics counts a failed sync attempt: database, io or other."""
+    if isinstance(exc, DatabaseUnavailable) or type(exc).__module__.startswith("pg8000"):
+        return "database"
+    return "io" if isinstance(exc, OSError) else "other"
 
 
 @dataclass

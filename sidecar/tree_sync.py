@@ -22,20 +22,14 @@ import time
 from pathlib import Path
 
 from waha_sync.common.config import Settings
-from waha_sync.common.errors import (
-    ConfigError,
-    DatabaseUnavailable,
-    FencedError,
-    RefusedError,
-    WahaSyncError,
-)
+from waha_sync.common.errors import ConfigError, FencedError, RefusedError, WahaSyncError
 from waha_sync.common.push import deletions, holder_name
 from waha_sync.common.scan import Candidate, Excluder, fmt_bytes, scan
 from waha_sync.common.ship import ShipReport, ship
 from waha_sync.common.store import Store, StoredEntry
 from waha_sync.sidecar.pending import Pending
 from waha_sync.sidecar.start import lean, release_memory, take_over
-from waha_sync.sidecar.status import TreeStatus
+from waha_sync.sidecar.status import TreeStatus, error_kind
 from waha_sync.sidecar.watch import TreeWatcher
 
 log = logging.getLogger("waha_sync.sync")
@@ -46,13 +40,6 @@ BACKOFF_CAP = 10.0
 # first upload of 8,600 files), at a few more round trips per large batch.
 GROUP_FILES = 500
 FLUSH_ROUNDS = 20  # a writer still busy after this many final rounds is not waited for
-
-
-def error_kind(exc: Exception) -> str:
-    """How /metrics counts a failed sync attempt: database, io or other."""
-    if isinstance(exc, DatabaseUnavailable) or type(exc).__module__.startswith("pg8000"):
-        return "database"
-    return "io" if isinstance(exc, OSError) else "other"
 
 
 class TreeSync:

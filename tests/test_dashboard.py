@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
 from playwright.sync_api import ConsoleMessage, Page, Request, sync_playwright
 
 from conftest import DbTarget
@@ -71,8 +70,7 @@ def test_dashboard_renders_refreshes_and_stays_on_its_origin(
     plain_db: DbTarget, tmp_path: Path
 ) -> None:
     chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("no system Chromium (scripts/test installs Debian's chromium package)")
+    assert chromium, "no system Chromium: scripts/test installs Debian's chromium package"
     vol = tmp_path / "vol"
     vol.mkdir()
     assert plain_db.cli("restore", "--sessions-dir", str(vol)) == 0
