@@ -34,7 +34,7 @@ class TreeStatus:
     epoch: int = 0
     holder: str = ""
     pending: int = 0
-    local_files: int = 0  # at the last full comparison
+    local_files: int = 0  # set by each full comparison, then followed batch by batch
     local_bytes: int = 0
     compared_at: float | None = None  # wall clock of the last full comparison
     commits: int = 0

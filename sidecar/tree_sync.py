@@ -206,11 +206,16 @@ class TreeSync:
             group_files=GROUP_FILES,
             on_group=self.status.beat,
         )
+        st = self.status  # local totals follow each batch between full comparisons
         for e in (*report.committed, *report.same):
+            old = self.known.get(e.path)
+            st.local_files += old is None
+            st.local_bytes += e.size_bytes - (old.size_bytes if old else 0)
             self.known[e.path] = lean(e)
-            self.status.skipped.pop(e.path, None)
+            st.skipped.pop(e.path, None)
         for rel in report.gone:
-            self.known.pop(rel, None)
+            if (old := self.known.pop(rel, None)) is not None:
+                st.local_files, st.local_bytes = st.local_files - 1, st.local_bytes - old.size_bytes
         for s in report.skipped:
             self.status.skipped[s.rel] = s.reason
         if report.committed or report.same or report.gone:

@@ -110,6 +110,8 @@ def test_open_endpoints_report_sessions_skips_and_counters(
     assert m["waha_sync_sessions{tree=sessions}"] == 2
     assert m["waha_sync_restore_files{tree=sessions}"] == 0
     assert m["waha_sync_last_commit_timestamp_seconds{tree=sessions}"] > time.time() - 60
+    after = side.get("/status").json()["trees"][0]
+    assert (after["local"]["files"], after["stored"]["files"]) == (5, 5)  # followed per batch
     page = side.get("/")
     assert page.status == 200 and b"<title>waha-sync" in page.body.lower()
     assert "default-src 'none'" in page.headers["content-security-policy"]
