@@ -37,7 +37,9 @@ class Front:
             settings.unhealthy_after_seconds,
             by_session={s.label: s.label != "media" for s in syncs},
         )
-        self.metrics = Metrics(lambda: self.monitor.view)
+        self.metrics = Metrics(
+            lambda: self.monitor.view, lambda: {s.label: s.status.snapshot() for s in syncs}
+        )
         for sync in syncs:
             sync.status.on_lag = self.metrics.observer(sync.label)
         endpoints = Endpoints(

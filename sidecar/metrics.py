@@ -1,14 +1,16 @@
 """``/metrics``: Prometheus text through prometheus-client, every name ``waha_sync_*``.
 
-Counters and gauges are read at scrape time from the health check's latest
-``View`` (nothing is updated on the sync path); only the change-to-durable
-histogram is observed by the syncer, one observation per commit. Every
+Everything is read at scrape time: counters, pending and skipped files from
+each syncer's status as it is now, database, readiness and totals from the
+health check's latest ``View`` (at most ~2 s old). Nothing is updated on the
+sync path except the change-to-durable histogram, one observation per commit. Every
 series carries a ``tree`` label (``sessions`` or ``media``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -38,11 +40,15 @@ def skip_kind(reason: str) -> str:
 
 
 class _ViewCollector(Collector):
-    def __init__(self, view: Callable[[], View]) -> None:
+    def __init__(
+        self, view: Callable[[], View], live: Callable[[], dict[str, dict[str, Any]]]
+    ) -> None:
         self._view = view
+        self._live = live
 
     def collect(self) -> Iterator[Metric]:
         view = self._view()
+        live = self._live()  # counters as of now, not as of the last health check
 
         def family(kind: type[Metric], name: str, doc: str, *labels: str) -> Metric:
             return kind(f"waha_sync_{name}", doc, labels=["tree", *labels])  # type: ignore[call-arg]
@@ -89,7 +95,7 @@ class _ViewCollector(Collector):
         }
         skipped = family(GaugeMetricFamily, "skipped_files", "Files left out, by reason.", "reason")
         for t in view.trees:
-            s, label = t.status, [t.label]
+            s, label = live.get(t.label, t.status), [t.label]
             for key, metric in counters.items():
                 metric.add_metric(label, s[key])  # type: ignore[attr-defined]
             for kind in sorted({*ERROR_KINDS, *s["errors"]}):
@@ -125,9 +131,11 @@ class _ViewCollector(Collector):
 class Metrics:
     """The sidecar's own registry: view-derived series, the latency histogram, process stats."""
 
-    def __init__(self, view: Callable[[], View]) -> None:
+    def __init__(
+        self, view: Callable[[], View], live: Callable[[], dict[str, dict[str, Any]]]
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_ViewCollector(view))
+        self.registry.register(_ViewCollector(view, live))
         ProcessCollector(namespace="waha_sync", registry=self.registry)
         self.lag = Histogram(
             "waha_sync_change_to_durable_seconds",

@@ -130,3 +130,12 @@ def db(request: pytest.FixtureRequest, pg_server: Server) -> DbTarget:
 def plain_db(pg_server: Server) -> DbTarget:
     """A fresh database with server defaults only (for tests about other things)."""
     return DbTarget(pg_server.create_database(serializable=False), "postgresql", 0.0)
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_sidecars() -> Iterator[None]:
+    """A test that fails half-way must not leave its sidecar running into the next one."""
+    yield
+    from podsim import SidecarProc
+
+    SidecarProc.kill_leftovers()

@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from conftest import DbTarget
 from wahatree import tree_digest
@@ -61,6 +61,8 @@ def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 1
 
 
 class SidecarProc:
+    started: ClassVar[list[SidecarProc]] = []  # killed after each test by conftest
+
     def __init__(self, db: DbTarget, root: Path, log: Path, **env: str) -> None:
         self.db = db
         self.root = root
@@ -104,7 +106,17 @@ class SidecarProc:
             self.proc = subprocess.Popen(
                 cmd, env=self.db.env(**self.env), stdout=out, stderr=subprocess.STDOUT
             )
+        SidecarProc.started.append(self)
         return self
+
+    @classmethod
+    def kill_leftovers(cls) -> None:
+        """SIGKILL every sidecar a test started and left running (a failed assertion, say)."""
+        for side in cls.started:
+            if side.proc is not None and side.proc.poll() is None:
+                side.proc.kill()
+                side.proc.wait(10)
+        cls.started.clear()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -170,6 +170,8 @@ def test_dashboard_password_and_excluded_paths(plain_db: DbTarget, tmp_path: Pat
         assert side.get(path, Authorization=_basic("admin", "wrong")).status == 401
         assert side.get(path, Authorization=_basic("root", "pa55-word-x")).status == 401
         assert side.get(path, Authorization=_basic("admin", "pa55-word-x")).status == 200
+        for bad in ("Basic !!!", "Basic " + base64.b64encode(b"no-colon").decode(), "Bearer x"):
+            assert side.get(path, Authorization=bad).status == 401  # malformed: denied, no 500
     side.stop_ok()
     assert "pa55-word-x" not in side.log()
 
