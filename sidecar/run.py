@@ -26,6 +26,7 @@ from waha_sync.common.errors import FencedError, WahaSyncError
 from waha_sync.common.store import Store
 from waha_sync.common.trees import Tree, require_dirs, trees
 from waha_sync.sidecar.front import Front
+from waha_sync.sidecar.start import limit_malloc_arenas
 from waha_sync.sidecar.tree_sync import TreeSync
 
 log = logging.getLogger("waha_sync.sync")
@@ -40,6 +41,7 @@ class Sidecar:
         *,
         force: bool,
     ) -> None:
+        limit_malloc_arenas()  # before any thread starts
         self.settings = settings
         self.open_store = open_store
         self.trees = trees(settings)

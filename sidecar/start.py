@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,8 @@ from pathlib import Path
 from waha_sync.common.marker import Marker, write_marker
 from waha_sync.common.push import authorise
 from waha_sync.common.store import Instance, Store, StoredEntry
+
+M_ARENA_MAX = -8  # glibc's mallopt() parameter number
 
 
 def take_over(
@@ -46,6 +49,19 @@ def lean(e: StoredEntry) -> StoredEntry:
     """What the sidecar keeps per shipped file: the comparison fields, shared strings."""
     mime = sys.intern(e.mime) if e.mime is not None else None
     return StoredEntry(e.path, e.sha256, e.size_bytes, e.mode, e.mtime_ns, mime)
+
+
+def limit_malloc_arenas(count: int = 2) -> None:
+    """Cap glibc's malloc arenas before threads start (unless ``MALLOC_ARENA_MAX`` is set).
+
+    Each thread that allocates otherwise gets an arena of its own, which keeps
+    freed memory apart; with the reader pool, HTTP and the health check that
+    cost 4 MB of RSS after a first upload of 8,600 files (measured: 64.5 MB,
+    60.4 MB with 2 arenas).
+    """
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        with contextlib.suppress(OSError, AttributeError):  # AttributeError: not glibc
+            ctypes.CDLL(None).mallopt(M_ARENA_MAX, count)
 
 
 def release_memory() -> None:
