@@ -45,6 +45,11 @@ def test_media_syncs_to_its_own_database_with_mime(
         return db.sql("SELECT instance, path, mime FROM waha_sync_entries WHERE NOT deleted")
 
     _wait(lambda: stored(media_db) and stored(plain_db))
+    health = {
+        "sessions": {"count": 0, "total_size_bytes": 2},  # creds.json is in no session folder
+        "media": {"count": 1, "total_size_bytes": 5003},
+    }
+    _wait(lambda: side.get("/health").json()["data"] == health)
     side.stop_ok()
     assert stored(media_db) == [["default/media", "true_123@c.us_ABC.jpeg", "image/jpeg"]]
     assert stored(plain_db) == [["default", "creds.json", "application/json"]]
