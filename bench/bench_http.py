@@ -38,6 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from procstat import cpu_seconds
+from table import print_table
 
 from conftest import DbTarget
 from podsim import BaileysWriter, SidecarProc, free_port
@@ -268,12 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         pg.destroy()
         shutil.rmtree(work, ignore_errors=True)
-    print("| measure | value | baseline | ratio | goal | verdict |\n|---|---|---|---|---|---|")
-    for r in rows:
-        print("| " + " | ".join(r) + " |")
-    for note in NOTES:
-        print(f"\nNote: {note}")
-    print(f"\nWall time: {time.monotonic() - started:.0f} s")
+    print_table(rows, NOTES, started)
     return 0
 
 

@@ -41,6 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from procstat import cpu_seconds, status, switches
+from table import print_table
 
 from conftest import DbTarget
 from podsim import SidecarProc
@@ -271,13 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         pg.destroy()
         shutil.rmtree(work, ignore_errors=True)
-    print("| measure | value | baseline | ratio | goal | verdict |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print("| " + " | ".join(r) + " |")
-    for note in NOTES:
-        print(f"\nNote: {note}")
-    print(f"\nWall time: {time.monotonic() - started:.0f} s")
+    print_table(rows, NOTES, started)
     return 0
 
 

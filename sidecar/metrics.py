@@ -110,7 +110,7 @@ class _ViewCollector(Collector):
                 "pending": s["pending"],
                 "last_commit_at": s["last_commit_at"],
                 "db_up": float(t.db.up),
-                "fenced": float(bool(s["fenced"]) or bool(t.problem and "fenced:" in t.problem)),
+                "fenced": float(t.fenced),
                 "ready": float(t.problem is None),
                 "sessions": len(t.sessions),
                 "stored_files": t.stored_files,

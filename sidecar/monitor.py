@@ -14,13 +14,22 @@ import logging
 import threading
 import time
 from dataclasses import asdict
+from typing import Any
 
 from waha_sync.common.db import Database
 from waha_sync.common.errors import WahaSyncError
 from waha_sync.common.marker import read_marker
 from waha_sync.common.pgstore import PgStore
 from waha_sync.sidecar.tree_sync import TreeSync
-from waha_sync.sidecar.view import DbView, SessionTotals, TreeView, View, totals, tree_problem
+from waha_sync.sidecar.view import (
+    DbView,
+    SessionTotals,
+    TreeView,
+    View,
+    is_fenced,
+    totals,
+    tree_problem,
+)
 
 log = logging.getLogger("waha_sync.http")
 CHECK_SECONDS = 2.0
@@ -126,14 +135,15 @@ class Monitor:
             sum(s.files for s in stored),
             sum(s.bytes for s in stored),
             problem,
+            is_fenced(status, db),
         )
 
     def _session_totals(
-        self, sync: TreeSync, status: dict[str, object]
+        self, sync: TreeSync, status: dict[str, Any]
     ) -> tuple[tuple[SessionTotals, ...], SessionTotals]:
         """Totals per session, recomputed only when the index, pending or skipped changed."""
         pending = list(sync.pending.first)  # one C-level copy; the syncer may add meanwhile
-        skipped = list(sync.status.skipped)
+        skipped = list(status["skipped"])
         key = (status["generation"], len(pending), len(skipped))
         cached = self._totals.get(sync.label)
         if cached is not None and cached[0] == key:

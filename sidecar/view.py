@@ -52,6 +52,7 @@ class TreeView:
     stored_files: int = 0
     stored_bytes: int = 0
     problem: str | None = None  # why this tree is not ready, or None
+    fenced: bool = False  # another holder claimed the instance
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,12 @@ def totals(
     return sessions, rest
 
 
+def is_fenced(status: dict[str, Any], db: DbView) -> bool:
+    """The syncer was told so on a write, or the stored epoch moved past ours."""
+    moved = bool(status["epoch"]) and db.epoch is not None and db.epoch != status["epoch"]
+    return bool(status["fenced"]) or moved
+
+
 def tree_problem(
     status: dict[str, Any],
     db: DbView,
@@ -121,7 +128,7 @@ def tree_problem(
         return f"{label}: no restore marker in {status['root']}; run `waha-sync restore` first"
     if not db.up:
         return f"{label}: database unreachable: {db.error}"
-    if status["epoch"] and db.epoch is not None and db.epoch != status["epoch"]:
+    if is_fenced(status, db):
         return (
             f"{label}: fenced: instance {status['instance']} was claimed by {db.holder} "
             f"(epoch {db.epoch}); this sidecar holds epoch {status['epoch']}"

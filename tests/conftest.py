@@ -132,6 +132,17 @@ def plain_db(pg_server: Server) -> DbTarget:
     return DbTarget(pg_server.create_database(serializable=False), "postgresql", 0.0)
 
 
+@pytest.fixture
+def stoppable_db(tmp_path: Path) -> Iterator[tuple[LocalPostgres, DbTarget]]:
+    """A PostgreSQL server of the test's own, which it may stop and start (outages)."""
+    local = LocalPostgres(tmp_path / "pg")
+    local.start()
+    try:
+        yield local, DbTarget(local.url(), "postgresql", 0.0)
+    finally:
+        local.destroy()
+
+
 @pytest.fixture(autouse=True)
 def _no_leftover_sidecars() -> Iterator[None]:
     """A test that fails half-way must not leave its sidecar running into the next one."""

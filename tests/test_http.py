@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import DbTarget
 from podsim import SidecarProc, free_port
+from waha_sync.common.localpg import LocalPostgres
 
 KEY = "k3y-for-the-sidecar-0123"
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -176,36 +177,31 @@ def test_dashboard_password_and_excluded_paths(plain_db: DbTarget, tmp_path: Pat
     assert "pa55-word-x" not in side.log()
 
 
-def test_health_follows_the_database_down_and_back(tmp_path: Path) -> None:
-    from waha_sync.common.localpg import LocalPostgres
-
-    local = LocalPostgres(tmp_path / "pg")
+def test_health_follows_the_database_down_and_back(
+    stoppable_db: tuple[LocalPostgres, DbTarget], tmp_path: Path
+) -> None:
+    local, db = stoppable_db
+    root = _restored(db, tmp_path / "vol")
+    env = {"WAHA_SYNC_UNHEALTHY_AFTER_SECONDS": "2"}
+    side = SidecarProc(db, root, tmp_path / "side.log", **env).start().ready()
+    side.wait_http("/health", 200)
+    local.stop()
+    down = side.wait_http("/health", 503, timeout=15).json()
+    assert down["status"] == "error" and "database unreachable" in down["error"]
+    (root / "written-during-outage.json").write_text('{"kept": true}')
+    side.wait_for("cannot sync")
+    started = time.monotonic()
+    assert side.get("/livez").status == 200  # liveness must not restart the pod for this
+    assert side.get("/status").json()["trees"][0]["database"]["up"] is False
+    assert time.monotonic() - started < 1.0  # answered from memory, no database wait
+    time.sleep(2.5)
+    assert _metrics(side)["waha_sync_database_up{tree=sessions}"] == 0
     local.start()
-    try:
-        db = DbTarget(local.url(), "postgresql", 0.0)
-        root = _restored(db, tmp_path / "vol")
-        env = {"WAHA_SYNC_UNHEALTHY_AFTER_SECONDS": "2"}
-        side = SidecarProc(db, root, tmp_path / "side.log", **env).start().ready()
-        side.wait_http("/health", 200)
-        local.stop()
-        down = side.wait_http("/health", 503, timeout=15).json()
-        assert down["status"] == "error" and "database unreachable" in down["error"]
-        (root / "written-during-outage.json").write_text('{"kept": true}')
-        side.wait_for("cannot sync")
-        started = time.monotonic()
-        assert side.get("/livez").status == 200  # liveness must not restart the pod for this
-        assert side.get("/status").json()["trees"][0]["database"]["up"] is False
-        assert time.monotonic() - started < 1.0  # answered from memory, no database wait
-        time.sleep(2.5)
-        assert _metrics(side)["waha_sync_database_up{tree=sessions}"] == 0
-        local.start()
-        side.wait_for("syncing again after")
-        assert side.wait_http("/health", 200, timeout=15).json()["status"] == "ok"
-        errors = side.get("/status").json()["trees"][0]["recent_errors"]
-        assert errors and errors[0]["kind"] == "database"
-        side.stop_ok()
-    finally:
-        local.destroy()
+    side.wait_for("syncing again after")
+    assert side.wait_http("/health", 200, timeout=15).json()["status"] == "ok"
+    errors = side.get("/status").json()["trees"][0]["recent_errors"]
+    assert errors and errors[0]["kind"] == "database"
+    side.stop_ok()
 
 
 def test_health_is_503_once_another_pod_claims_the_instance(db: DbTarget, tmp_path: Path) -> None:

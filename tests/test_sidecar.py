@@ -14,6 +14,7 @@ import pytest
 
 from conftest import DbTarget
 from podsim import BaileysWriter, SidecarProc, assert_same_tree, child_pid, stored_tree
+from waha_sync.common.localpg import LocalPostgres
 from wahatree import SqliteWriter, make_noweb_session, make_sqlite
 
 
@@ -154,41 +155,35 @@ def test_folders_moves_and_wal_writes_ship(plain_db: DbTarget, tmp_path: Path) -
     side.stop_ok()
 
 
-def test_database_outage_loses_nothing(tmp_path: Path) -> None:
-    from conftest import DbTarget
-    from waha_sync.common.localpg import LocalPostgres
-
-    local = LocalPostgres(tmp_path / "pg")
+def test_database_outage_loses_nothing(
+    stoppable_db: tuple[LocalPostgres, DbTarget], tmp_path: Path
+) -> None:
+    local, db = stoppable_db
+    root = _restored(db, tmp_path / "vol")
+    side = SidecarProc(db, root, tmp_path / "sidecar.log").start().ready()
+    writer = BaileysWriter(root / "default" / "alice", files=60, rate=100)
+    writer.start()
+    time.sleep(1.5)
+    local.stop()
+    time.sleep(2)  # writes go on while the database is down...
+    side.wait_for("cannot sync")
+    writer.stop()  # ...and stop before it returns: only the kept paths can ship them
+    for i in range(5):
+        (root / "default" / "alice" / f"during-outage-{i}.json").write_text(f'{{"i": {i}}}')
+    (root / "default" / "alice" / "creds.json").unlink()
+    time.sleep(2)
     local.start()
-    try:
-        db = DbTarget(local.url(), "postgresql", 0.0)
-        root = _restored(db, tmp_path / "vol")
-        side = SidecarProc(db, root, tmp_path / "sidecar.log").start().ready()
-        writer = BaileysWriter(root / "default" / "alice", files=60, rate=100)
-        writer.start()
-        time.sleep(1.5)
-        local.stop()
-        time.sleep(2)  # writes go on while the database is down...
-        side.wait_for("cannot sync")
-        writer.stop()  # ...and stop before it returns: only the kept paths can ship them
-        for i in range(5):
-            (root / "default" / "alice" / f"during-outage-{i}.json").write_text(f'{{"i": {i}}}')
-        (root / "default" / "alice" / "creds.json").unlink()
-        time.sleep(2)
-        local.start()
-        side.wait_for("syncing again after")
-        stored = {str(r[0]) for r in db.sql("SELECT path FROM waha_sync_entries WHERE NOT deleted")}
-        assert "default/alice/during-outage-4.json" in stored  # before any final flush
-        assert "default/alice/creds.json" not in stored
-        side.stop_ok()
-        log = side.log()
-        assert log.count("cannot sync") == 1 and log.count("syncing again") == 1
-        lines = log.splitlines()
-        catch_up = lines[next(i for i, x in enumerate(lines) if "syncing again" in x) - 1]
-        assert "commit" in catch_up and " 1 changed paths" not in catch_up  # one catch-up commit
-        assert_same_tree(root, stored_tree(db, tmp_path / "check"))
-    finally:
-        local.destroy()
+    side.wait_for("syncing again after")
+    stored = {str(r[0]) for r in db.sql("SELECT path FROM waha_sync_entries WHERE NOT deleted")}
+    assert "default/alice/during-outage-4.json" in stored  # before any final flush
+    assert "default/alice/creds.json" not in stored
+    side.stop_ok()
+    log = side.log()
+    assert log.count("cannot sync") == 1 and log.count("syncing again") == 1
+    lines = log.splitlines()
+    catch_up = lines[next(i for i, x in enumerate(lines) if "syncing again" in x) - 1]
+    assert "commit" in catch_up and " 1 changed paths" not in catch_up  # one catch-up commit
+    assert_same_tree(root, stored_tree(db, tmp_path / "check"))
 
 
 def test_sidecar_as_pid_1_flushes_on_sigterm(plain_db: DbTarget, tmp_path: Path) -> None:
