@@ -26,6 +26,14 @@ from waha_sync.common.localpg import LocalPostgres
 CHAOS_RATE = 0.10
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--chaos-full",
+        action="store_true",
+        help="run tests/chaos at full size (hundreds of kills, minute-long outages)",
+    )
+
+
 @dataclass(frozen=True)
 class DbTarget:
     """One fresh database for one test, and how to reach it."""
