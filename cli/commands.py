@@ -1,15 +1,12 @@
-"""Thin handlers for each subcommand: flags, then one call into the library."""
+"""Thin handlers for the commands that write: push, restore, sidecar, gc."""
 
 from __future__ import annotations
 
 import argparse
 import functools
-import json
 import logging
-import time
 from dataclasses import replace
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import pg8000.exceptions
 
@@ -22,7 +19,7 @@ from waha_sync.common.pgstore import PgStore, open_pg_store
 from waha_sync.common.pgurl import ConnParams, parse_url
 from waha_sync.common.push import push
 from waha_sync.common.scan import fmt_bytes
-from waha_sync.common.schema import LATEST, migrate, schema_version
+from waha_sync.common.schema import migrate
 from waha_sync.common.trees import Tree, trees
 
 COMPONENT = {
@@ -43,48 +40,6 @@ def describe(exc: BaseException) -> str:
     if code is not None and isinstance(exc, pg8000.exceptions.DatabaseError):
         return f"database error {code}: {exc.args[0].get('M', '')}"
     return str(exc) or type(exc).__name__
-
-
-def add_command_flags(name: str, sub: argparse.ArgumentParser) -> None:
-    if name in ("push", "sidecar"):
-        sub.add_argument(
-            "--force",
-            action="store_true",
-            help="Upload even without this instance's restore marker: claims the instance "
-            "and overwrites the stored tree.",
-        )
-    if name == "restore":
-        sub.add_argument(
-            "--at",
-            type=_timestamp,
-            metavar="TIMESTAMP",
-            help="Restore the tree as of this ISO 8601 time (retained history).",
-        )
-        sub.add_argument(
-            "--read-only",
-            action="store_true",
-            help="Restore a copy for inspection: claims nothing; no pushing from it.",
-        )
-    if name == "up":
-        sub.add_argument(
-            "--local-port",
-            type=int,
-            default=None,
-            metavar="PORT",
-            help="TCP port of the embedded PostgreSQL (default: a free one).",
-        )
-    if name == "ls":
-        sub.add_argument("--json", action="store_true", help="Print one JSON array.")
-
-
-def _timestamp(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"at: not an ISO 8601 time (got {text!r}); Try: --at 2026-01-09T10:30:00Z"
-        ) from None
-    return value if value.tzinfo else value.astimezone()
 
 
 def _params(url: str) -> ConnParams:
@@ -176,50 +131,6 @@ def _restore_tree(settings: Settings, args: argparse.Namespace, label: str) -> N
         r.epoch or "none (read-only)",
         r.seconds,
     )
-
-
-def run_ls(settings: Settings, args: argparse.Namespace) -> int:
-    db = open_db(settings, "cli", 0)
-    rows: list[dict[str, Any]] = []
-    if schema_version(db) > 0:
-        for page in PgStore(db).live_entries(settings.instance):
-            rows.extend(
-                {
-                    "path": e.path,
-                    "size_bytes": e.size_bytes,
-                    "sha256": e.sha256,
-                    "updated_at": e.updated_at.isoformat() if e.updated_at else None,
-                }
-                for e in page
-            )
-    if args.json:
-        print(json.dumps(rows, ensure_ascii=False))
-    else:
-        for row in rows:
-            print(f"{row['size_bytes']:>10}  {row['updated_at']}  {row['path']}")
-    return 0
-
-
-def run_check(settings: Settings, args: argparse.Namespace) -> int:
-    import statistics
-
-    db = open_db(settings, "cli", 0)
-    conn = db.connect()
-    samples = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        conn.run("SELECT 1")
-        samples.append((time.perf_counter() - t0) * 1000)
-    version = schema_version(db)
-    print(f"url:      {db.params.redacted()}")
-    print(f"server:   {db.kind} ({db.version})")
-    print(f"tls:      {'yes' if db.tls else 'no'}")
-    print(
-        f"schema:   {version} (this waha-sync: {LATEST})"
-        + ("" if version else "; created by the first restore or push")
-    )
-    print(f"latency:  {statistics.median(samples):.2f} ms (median of 5 round trips)")
-    return 0
 
 
 def run_gc(settings: Settings, args: argparse.Namespace) -> int:

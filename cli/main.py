@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from waha_sync import __version__, commands, local
+from waha_sync import __version__, commands, flags, info, local
 from waha_sync.common.cli_settings import add_setting_flags, load_settings
 from waha_sync.common.errors import WahaSyncError
 from waha_sync.common.logs import scrub, setup_logging
@@ -59,9 +59,9 @@ COMMANDS = {
         "data lives in the user's state directory (printed), restores --sessions-dir from it, "
         "then syncs it continuously until Ctrl-C (which ships what is pending first).",
     ),
-    "ls": (commands.run_ls, "List the stored live files of the instance.", None),
+    "ls": (info.run_ls, "List the stored live files of the instance.", None),
     "check": (
-        commands.run_check,
+        info.run_check,
         "Connect and report server kind, version, TLS, schema version and latency.",
         None,
     ),
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (handler, summary, detail) in COMMANDS.items():
         sub = subs.add_parser(name, help=summary, description=detail or summary)
         sub.set_defaults(handler=handler)
-        commands.add_command_flags(name, sub)
+        flags.add_command_flags(name, sub)
         add_setting_flags(sub)
     return parser
 
