@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from test_compose import compose_bin
 
 from conftest import DbTarget
-from test_compose import compose_bin
 from wahatree import make_noweb_session, make_sqlite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +42,8 @@ EXPECT: dict[str, tuple[str, ...]] = {
         "preStop",
         "kind: StatefulSet",
     ),
+    "docs/huggingface.md": ("app_port: 3000", "Dockerfile"),
+    "docs/render.md": ("healthCheckPath: /ping", "key: WAHA_SYNC_DATABASE_URL"),
 }
 DOCKER_SHIM = """#!/bin/sh
 # Tests have no Docker engine: only `docker compose` (the Compose parser) is served.
