@@ -38,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from procstat import cpu_seconds
-from table import print_table
+from table import Row, Section, p99, print_sections, verdict
 
 from conftest import DbTarget
 from podsim import BaileysWriter, SidecarProc, free_port
@@ -52,8 +52,6 @@ KEY = "bench-key"
 GOAL = 1.0 + 0.25  # change→durable p99: the product's debounce + 0.25 s, as bench_sidecar
 POLL_SQL = "SELECT path, sha256 FROM waha_sync_entries WHERE NOT deleted AND path = ANY(:paths)"
 UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
-VERDICT = {True: "PASS", False: "MISSED"}
-Row = tuple[str, str, str, str, str, str]
 NOTES: list[str] = []
 RESPONDER = r"""
 import asyncio, sys
@@ -149,16 +147,16 @@ class Phase:
     load: Wrk | None
 
     def p99(self) -> float:
-        return statistics.quantiles(self.done, n=100, method="inclusive")[98]
+        return p99(self.done)
 
     def show(self) -> str:
         return f"{statistics.median(self.done):.3f} / {self.p99():.3f} / {max(self.done):.3f} s"
 
-    def row(self, what: str, base: tuple[str, Phase] | None, verdict: str = "") -> Row:
+    def row(self, what: str, base: tuple[str, Phase] | None, mark: str = "") -> Row:
         ratio = f"{self.p99() / base[1].p99():.2f}x" if base else "—"
         what = f"{what} ({len(self.done)} markers; own: {self.own})"
-        goal, verdict = f"p99 ≤ {GOAL:g} s", verdict or VERDICT[self.p99() <= GOAL]
-        return what, self.show(), base[0] if base else "—", ratio, goal, verdict
+        goal, mark = f"p99 ≤ {GOAL:g} s", mark or verdict(self.p99() <= GOAL)
+        return what, self.show(), base[0] if base else "—", ratio, goal, mark
 
 
 def phase(side: SidecarProc, db: DbTarget, folder: Path, tag: str, secs: float, pid: int = 0,
@@ -227,10 +225,10 @@ def bench(args: argparse.Namespace, pg: LocalPostgres, work: Path) -> list[Row]:
          f"{base.rps:,.0f}/s", f"{idle.rps / base.rps:.2f}x", "—", "info"),
         (f"/health while shipping ({ship.cpu:.0f}% sidecar CPU): requests/s",
          f"{ship.rps:,.0f}/s", f"{base.rps:,.0f}/s", f"{ship.rps / base.rps:.2f}x", "≥ 3,000/s",
-         VERDICT[ship.rps >= 3000]),
+         verdict(ship.rps >= 3000)),
         ("/health while shipping: p50 / p99", f"{ship.p50 * 1e3:.2f} / {ship.p99 * 1e3:.2f} ms",
          f"{base.p50 * 1e3:.2f} / {base.p99 * 1e3:.2f} ms", f"{ship.p99 / base.p99:.2f}x",
-         "p99 < 20 ms", VERDICT[ship.p99 < 0.020]),
+         "p99 < 20 ms", verdict(ship.p99 < 0.020)),
         (f"/status idle ({short:g} s, {status.cpu:.0f}% CPU)", status.show(),
          f"{base.rps:,.0f}/s", f"{status.rps / base.rps:.2f}x", "—", "info"),
         (f"/metrics idle ({short:g} s, {metrics.cpu:.0f}% CPU)", metrics.show(),
@@ -241,6 +239,29 @@ def bench(args: argparse.Namespace, pg: LocalPostgres, work: Path) -> list[Row]:
                  ("shipping", calm), "control"),
         busy.row(f"… shipping + wrk on /health at {ship.rps:,.0f}/s", ("control", ctrl)),
     ]  # fmt: skip
+
+
+def measure(duration: float, short: float, warmup: float) -> Section:
+    """wrk runs of ``duration`` s (``short`` for /status, /metrics); the results."""
+    started, work = time.monotonic(), Path(tempfile.mkdtemp(prefix="wsbench-http-"))
+    NOTES.clear()
+    args = argparse.Namespace(duration=duration, short=short, warmup=warmup)
+    pg = LocalPostgres(work / "pg")
+    try:
+        pg.start()
+        rows = bench(args, pg, work)
+        version = pg.psql("SHOW server_version").strip()
+    finally:
+        pg.destroy()
+        shutil.rmtree(work, ignore_errors=True)
+    wrk_version = subprocess.run([WRK, "-v"], capture_output=True, text=True).stdout
+    about = [
+        f"{wrk_version.split(' [')[0].strip()}: 2 threads, 32 connections, {duration:g} s per "
+        f"run, loopback; PostgreSQL {version} (local, fsync=off).",
+        "Baseline: a bare asyncio server answering the same /health bytes, same run.",
+    ]
+    title = "Sidecar HTTP: /health under load, and syncing while serving"
+    return Section(title, about, rows, list(NOTES), time.monotonic() - started)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,21 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         print("bench_http: error: no wrk on PATH; install Debian's package wrk", file=sys.stderr)
         return 1
-    started, work = time.monotonic(), Path(tempfile.mkdtemp(prefix="wsbench-http-"))
-    pg = LocalPostgres(work / "pg")
     try:
-        pg.start()
-        version = pg.psql("SHOW server_version").strip()
-        print(f"wrk -t2 -c32, {args.duration:g} s; {os.cpu_count()} CPUs; PostgreSQL {version}")
-        rows = bench(args, pg, work)
+        section = measure(args.duration, args.short, args.warmup)
     except Exception as exc:
-        sys.stdout.flush()
         print(f"bench_http: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    finally:
-        pg.destroy()
-        shutil.rmtree(work, ignore_errors=True)
-    print_table(rows, NOTES, started)
+    print_sections([section])
     return 0
 
 

@@ -1,0 +1,1 @@
+"""Chaos scenarios (a package, so its conftest does not shadow tests/conftest.py)."""
