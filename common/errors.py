@@ -8,6 +8,8 @@ they are about, plus a ``Try:`` hint where there is an obvious fix.
 
 from __future__ import annotations
 
+import errno
+
 
 class WahaSyncError(Exception):
     """A failure that is reported as one clear line, without a traceback (exit 1)."""
@@ -53,3 +55,13 @@ class UnsafePathError(WahaSyncError):
 
 class IntegrityError(WahaSyncError):
     """Stored content failed verification (hash or size mismatch, missing chunk)."""
+
+
+def write_failure(path: str, exc: OSError) -> WahaSyncError:
+    """A failed local write as one line naming ``path``; a full volume says so, with the fix."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return WahaSyncError(
+            f"{path}: no space left on the target volume",
+            "free space or enlarge the volume, then run the command again",
+        )
+    return WahaSyncError(f"{path}: cannot write ({exc.strerror})")

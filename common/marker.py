@@ -14,7 +14,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from waha_sync.common.errors import ConfigError
+from waha_sync.common.errors import ConfigError, write_failure
 
 MARKER_DIR = ".waha-sync"
 MARKER_FILE = "restored.json"
@@ -56,16 +56,20 @@ def read_marker(root: Path) -> Marker | None:
 def write_marker(root: Path, marker: Marker) -> None:
     """Write the marker atomically and durably (temp file, fsync, rename, fsync folder)."""
     folder = root / MARKER_DIR
-    folder.mkdir(exist_ok=True)
     tmp = folder / f".{MARKER_FILE}.tmp"
     data = json.dumps(asdict(marker), indent=2).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp.replace(folder / MARKER_FILE)
+        folder.mkdir(exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tmp.replace(folder / MARKER_FILE)
+    except OSError as exc:  # a volume filled to the last byte by the restore, say
+        tmp.unlink(missing_ok=True)
+        raise write_failure(str(folder / MARKER_FILE), exc) from exc
     dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dfd)

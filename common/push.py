@@ -78,9 +78,18 @@ def authorise(
 
 
 def deletions(found: ScanResult, stored: Iterable[str], excluder: Excluder) -> list[str]:
-    """Stored paths to record as deleted: gone from disk, and not merely excluded."""
+    """Stored paths to record as deleted: gone from disk, and not merely excluded.
+
+    The files of a folder that cannot be read are unknown, not gone: they keep their
+    stored versions.
+    """
     present = found.present
-    return [p for p in stored if p not in present and not excluder.covers(p)]
+    unread = tuple(s.rel + "/" for s in found.skipped if s.reason.startswith("unreadable folder"))
+    return [
+        p
+        for p in stored
+        if p not in present and not p.startswith(unread) and not excluder.covers(p)
+    ]
 
 
 def push(store: Store, settings: Settings, *, force: bool = False) -> PushOutcome:

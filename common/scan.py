@@ -86,6 +86,17 @@ class Excluder:
         return any(self.match("/".join(parts[: i + 1])) for i in range(len(parts)))
 
 
+def is_gone(path: Path) -> bool:
+    """True if ``path`` does not exist; one that cannot be looked at is not gone."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def _any_of(patterns: Sequence[str]) -> re.Pattern[str] | None:
     if not patterns:
         return None

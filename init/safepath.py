@@ -19,7 +19,7 @@ import os
 import threading
 from pathlib import Path
 
-from waha_sync.common.errors import UnsafePathError, WahaSyncError
+from waha_sync.common.errors import UnsafePathError, write_failure
 
 TMP_MARK = ".waha-sync-tmp-"
 _unique = itertools.count()  # next() is atomic under the GIL
@@ -86,6 +86,8 @@ class TargetDir:
                 os.chown(name, *self._owner(), dir_fd=parent, follow_symlinks=False)
         except FileExistsError:
             pass
+        except OSError as exc:  # a full volume (no room for one more folder), say
+            raise write_failure(walked, exc) from exc
         try:
             return os.open(name, _DIR_FLAGS, dir_fd=parent)
         except OSError as exc:
@@ -95,7 +97,7 @@ class TargetDir:
                     "or not a folder",
                     f"remove {Path(self.root, walked)} and restore again",
                 ) from exc
-            raise
+            raise write_failure(walked, exc) from exc
 
     def write(self, path: str, data: bytes, mode: int, mtime_ns: int) -> None:
         """Write ``data`` to ``path`` so that only the complete file ever bears the name.
@@ -131,12 +133,7 @@ class TargetDir:
             if named:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp, dir_fd=dfd)
-            if exc.errno == errno.ENOSPC:
-                raise WahaSyncError(
-                    f"{path}: no space left on the target volume",
-                    "free space or enlarge the volume, then restore again",
-                ) from exc
-            raise WahaSyncError(f"{path}: cannot write ({exc.strerror})") from exc
+            raise write_failure(path, exc) from exc
 
     def _open_unnamed(self, dfd: int, mode: int) -> int | None:
         """An unnamed file in the folder, or None where O_TMPFILE or /proc is missing."""

@@ -1,16 +1,12 @@
 """Keeping one tree equal to one instance: watch, debounce, ship, survive outages.
 
-The first step (and the one after a restart) compares the whole tree with
-what the database holds: what changed since the restore or the last commit
-is shipped, what disappeared is tombstoned; files whose size, mtime and mode
-match what was shipped are not read again. After that only changed paths
-are read, in batches of everything ready at the same moment, one commit
-each, through the same ``ship`` as ``waha-sync push``. A periodic full
-comparison (against memory, no database read) catches missed events.
-
-While the database is unreachable the changed paths are kept (paths only,
-bounded) and retried with capped backoff; a state change is logged once.
-``FencedError`` ends the tree's work for good: another holder owns it.
+The first step (also after a restart) compares the whole tree with the database: what
+changed since the restore or the last commit ships, what disappeared is tombstoned, and
+files whose size, mtime and mode match what was shipped are not read again. Then only
+changed paths are read, in batches of what is ready at the same moment, one commit each,
+through the same ``ship`` as ``push``; a periodic comparison (against memory) catches
+missed events. During an outage the changed paths are kept (bounded) and retried with
+capped backoff. ``FencedError`` ends the tree's work for good: another holder owns it.
 """
 
 from __future__ import annotations
@@ -24,7 +20,7 @@ from pathlib import Path
 from waha_sync.common.config import Settings
 from waha_sync.common.errors import ConfigError, FencedError, RefusedError, WahaSyncError
 from waha_sync.common.push import deletions, holder_name
-from waha_sync.common.scan import Candidate, Excluder, fmt_bytes, scan
+from waha_sync.common.scan import Candidate, Excluder, fmt_bytes, is_gone, scan
 from waha_sync.common.ship import ShipReport, ship
 from waha_sync.common.store import Store, StoredEntry
 from waha_sync.sidecar.pending import Pending
@@ -35,9 +31,8 @@ from waha_sync.sidecar.watch import TreeWatcher
 log = logging.getLogger("waha_sync.sync")
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 10.0
-# Smaller upload groups than a one-shot push: a long-running process keeps the
-# heap its biggest batch needed (measured: RSS 56 MB instead of 60 MB after a
-# first upload of 8,600 files), at a few more round trips per large batch.
+# Smaller upload groups than a one-shot push: a long-running process keeps the heap its
+# biggest batch needed (RSS 56 MB instead of 60 MB after a first upload of 8,600 files).
 GROUP_FILES = 500
 FLUSH_ROUNDS = 20  # a writer still busy after this many final rounds is not waited for
 
@@ -135,7 +130,10 @@ class TreeSync:
         found = scan(self.root, self.settings.excludes(), self.settings.max_file_bytes)
         gone = deletions(found, self.known, self.excluder)
         report = self._ship(found.candidates, gone)
-        self.status.skipped = {s.rel: s.reason for s in found.skipped if not s.quiet}
+        left_out = [s for s in (*found.skipped, *report.skipped) if not s.quiet]
+        for s in left_out:
+            self._skip(s.rel, s.reason)
+        self.status.skipped = {s.rel: s.reason for s in left_out}  # what is gone drops out
         self.status.local_files = len(found.candidates)
         self.status.local_bytes = sum(c.size for c in found.candidates)
         self.status.compared_at = time.time()
@@ -153,7 +151,7 @@ class TreeSync:
             c = self._candidate(rel)
             if c is not None:
                 candidates.append(c)
-            elif rel in self.known and not (self.root / rel).exists():
+            elif rel in self.known and is_gone(self.root / rel):
                 gone.append(rel)
         report = self._ship(candidates, gone)
         if report.commit_id is not None:
@@ -164,25 +162,33 @@ class TreeSync:
     def _candidate(self, rel: str) -> Candidate | None:
         path = self.root / rel
         try:
-            rel.encode("utf-8")
             st = os.lstat(path)
-        except (OSError, UnicodeEncodeError):
+            rel.encode("utf-8")
+        except OSError as exc:
+            if not is_gone(path):  # there, but its folder cannot be read
+                self._skip(rel, f"cannot stat ({exc.strerror})")
             return None
-        limit = self.settings.max_file_bytes
+        except UnicodeEncodeError:  # shown as the scan shows it
+            self._skip(rel.encode("utf-8", "backslashreplace").decode(), "name is not valid UTF-8")
+            return None
         if stat.S_ISDIR(st.st_mode):
             self.watcher.rescan_needed = True  # a file became a folder: compare everything
             return None
-        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
-            why = (
-                "not a regular file"
-                if not stat.S_ISREG(st.st_mode)
-                else f"{fmt_bytes(st.st_size)} > limit {fmt_bytes(limit)}"
-            )
-            if self.status.skipped.get(rel) != why:
-                log.info("%s: skipped %s: %s", self.label, rel, why)
-            self.status.skipped[rel] = why
-            return None
-        return Candidate(rel, str(path), st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
+        if stat.S_ISLNK(st.st_mode):
+            self._skip(rel, "symlink (links are not followed or stored)")
+        elif not stat.S_ISREG(st.st_mode):
+            self._skip(rel, "not a regular file")
+        elif st.st_size > (limit := self.settings.max_file_bytes):
+            self._skip(rel, f"{fmt_bytes(st.st_size)} > limit {fmt_bytes(limit)}")
+        else:
+            return Candidate(rel, str(path), st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
+        return None
+
+    def _skip(self, rel: str, why: str) -> None:
+        """A file left out: logged once per path and reason, and listed in /status."""
+        if self.status.skipped.get(rel) != why:
+            log.info("%s: skipped %s: %s", self.label, rel, why)
+        self.status.skipped[rel] = why
 
     def _ship(self, candidates: list[Candidate], gone: list[str]) -> ShipReport:
         assert self.known is not None
@@ -217,7 +223,7 @@ class TreeSync:
             if (old := self.known.pop(rel, None)) is not None:
                 st.local_files, st.local_bytes = st.local_files - 1, st.local_bytes - old.size_bytes
         for s in report.skipped:
-            self.status.skipped[s.rel] = s.reason
+            self._skip(s.rel, s.reason)
         if report.committed or report.same or report.gone:
             self.status.generation += 1
         self.status.record(report)

@@ -63,7 +63,10 @@ class TreeWatcher:
         try:
             self._inotify = INotify()
         except OSError as exc:
-            self._degrade(f"cannot start inotify ({exc.strerror})")
+            self._degrade(
+                f"cannot start inotify ({exc.strerror})",
+                "sysctl -w fs.inotify.max_user_instances=512 on the node",
+            )
 
     def fileno(self) -> int | None:
         return self._inotify.fileno() if self._inotify is not None else None
@@ -77,14 +80,9 @@ class TreeWatcher:
         """Watch the whole tree (the files already there are the first comparison's job)."""
         self._watch_tree("", files=False)
 
-    def _degrade(self, why: str) -> None:
+    def _degrade(self, why: str, hint: str) -> None:
         if not self.degraded:
-            log.warning(
-                "%s: falling back to periodic full rescans. Try: sysctl -w %s=524288 "
-                "(and fs.inotify.max_user_instances) on the node",
-                why,
-                SYSCTL,
-            )
+            log.warning("%s: falling back to periodic full rescans. Try: %s", why, hint)
         self.degraded = True
 
     def _watch_tree(self, rel: str, *, files: bool = True) -> list[Change]:
@@ -101,9 +99,17 @@ class TreeWatcher:
                 wd = self._inotify.add_watch(path, MASK)
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
-                    self._degrade(f"inotify watch limit reached at {len(self.folders)} folders")
+                    self._degrade(
+                        f"inotify watch limit reached at {len(self.folders)} folders",
+                        f"sysctl -w {SYSCTL}=524288 (and fs.inotify.max_user_instances) "
+                        "on the node",
+                    )
                 elif exc.errno not in (errno.ENOENT, errno.ENOTDIR):
-                    self._degrade(f"{path}: cannot watch ({exc.strerror})")
+                    self._degrade(
+                        f"{path}: cannot watch ({exc.strerror})",
+                        "run WAHA and waha-sync as one uid/gid (or one fsGroup) so that the "
+                        "sidecar can read every folder WAHA creates",
+                    )
                 continue
             self.folders[wd] = folder
             try:
