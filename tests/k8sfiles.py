@@ -68,7 +68,7 @@ def validate(yaml_text: str, version: str, tmp_path: Path) -> subprocess.Complet
 
 
 def env_names() -> set[str]:
-    """Every environment variable waha-sync reads a setting from."""
+    """Every environment variable waha-sync reads a setting from (compose and k8s wiring)."""
     names = {"WAHA_SYNC_SECRETS_DIR"}
     for field, info in Settings.model_fields.items():
         choices = getattr(info.validation_alias, "choices", None)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import waha_sync
-from waha_sync.common.config import Settings
+from k8sfiles import env_names
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = REPO / "deploy" / "compose.yaml"
@@ -64,15 +64,6 @@ def env_example() -> dict[str, str]:
             assert at > 0 and lines[at - 1].startswith("# "), f"{name} has no comment above it"
             found[name] = value
     return found
-
-
-def setting_env_names() -> set[str]:
-    names = {"WAHA_SYNC_SECRETS_DIR"}
-    for field, info in Settings.model_fields.items():
-        choices = getattr(info.validation_alias, "choices", None)
-        names |= {str(c) for c in choices if c != field} if choices else set()
-        names.add(f"WAHA_SYNC_{field.upper()}")
-    return names
 
 
 def seconds(duration: str) -> float:
@@ -162,7 +153,7 @@ def test_database_url_reaches_only_waha_sync(profiles: tuple[str, ...]) -> None:
         env = services[name]["environment"]
         assert env["WAHA_SYNC_DATABASE_URL"] == example["WAHA_SYNC_DATABASE_URL"]
         assert env["WAHA_SYNC_SESSIONS_DIR"] == SESSIONS
-        assert set(env) <= setting_env_names(), set(env) - setting_env_names()
+        assert set(env) <= env_names(), set(env) - env_names()
     assert services["sidecar"]["environment"]["WAHA_API_KEY"] == example["WAHA_API_KEY"]
 
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import random
 import shutil
 import sqlite3
 import threading
@@ -154,11 +152,6 @@ def check_committed(
 
 
 GOWS = "default/bob/gows.db"
-
-
-def seed() -> int:
-    """The run's random seed: ``CHAOS_SEED`` to replay one, else a fresh one."""
-    return int(os.environ.get("CHAOS_SEED") or random.randrange(10**6))
 
 
 def stored(db: DbTarget) -> dict[str, str]:

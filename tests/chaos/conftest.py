@@ -9,10 +9,17 @@ scenario with failures also fails its test.
 
 from __future__ import annotations
 
+import os
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+
+
+def draw_seed() -> int:
+    """A random seed: ``CHAOS_SEED`` to replay a run, else a fresh one."""
+    return int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(10**6))
 
 
 @dataclass
@@ -24,6 +31,7 @@ class Tally:
     failures: int = 0
     notes: list[str] = field(default_factory=list)
     figures: dict[str, str] = field(default_factory=dict)
+    seed: int = 0
 
     def attempt(self, failure: str | None = None) -> None:
         """Count one attempt; ``failure`` says what went wrong, if anything did."""
@@ -31,6 +39,14 @@ class Tally:
         if failure is not None:
             self.failures += 1
             self.notes.append(failure)
+
+    def rng(self) -> random.Random:
+        """This scenario's random generator. ``CHAOS_SEED`` replays a run; the seed is printed
+        and shown in the scenario's figures."""
+        self.seed = draw_seed()
+        self.figures["seed"] = str(self.seed)
+        print(f"chaos seed: {self.scenario}: {self.seed}")
+        return random.Random(self.seed)
 
     def line(self) -> str:
         extra = "".join(f", {k} {v}" for k, v in self.figures.items())

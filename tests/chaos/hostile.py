@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from chaos.conftest import draw_seed
 from conftest import DbTarget
 
 # Root reads everything; without these capabilities it obeys file modes like anyone else,
@@ -25,8 +26,7 @@ NOT_CLEAR = ("Traceback", "unexpected failure")
 
 def seeded(scenario: str) -> random.Random:
     """A random generator for one scenario, its seed printed so a failure can be replayed."""
-    pinned = os.environ.get("CHAOS_SEED")
-    seed = int(pinned) if pinned else random.SystemRandom().randrange(2**32)
+    seed = draw_seed()
     print(f"chaos seed: {scenario}: {seed}")
     return random.Random(seed)
 

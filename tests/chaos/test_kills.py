@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from chaos.committed import RecordingWriter, check_committed, restored, seed
+from chaos.committed import RecordingWriter, check_committed, restored
 from chaos.conftest import Chaos
 from conftest import DbTarget
 from podsim import SidecarProc, assert_same_tree, stored_tree
@@ -43,15 +43,12 @@ def test_sidecar_sigkill_under_churn_leaves_only_committed_states(
     """Each kill leaves whole commits: history = live table = restored tree; nothing torn."""
     tally = chaos.scenario("sidecar SIGKILL under churn")
     kills = int(chaos.size(15, 200))
-    rng_seed = seed()
-    tally.figures["seed"] = str(rng_seed)
-    print(f"sidecar kills: seed {rng_seed}")
-    rng = random.Random(rng_seed)
+    rng = tally.rng()
     db = plain_db
     root = restored(db, tmp_path / "vol")
     gows = root / "default" / "bob" / "gows.db"
     make_sqlite(gows, rows=10)
-    writer = RecordingWriter(root / "default" / "alice", root, files=150, rate=300, seed=rng_seed)
+    writer = RecordingWriter(root / "default" / "alice", root, files=150, rate=300, seed=tally.seed)
     sqlw = SqliteWriter(gows, rate_per_s=200)
     writer.start()
     sqlw.start()
@@ -111,10 +108,7 @@ def test_restore_sigkill_leaves_no_partial_file_and_reruns_clean(
     """A restore killed anywhere leaves only complete files under final names; a rerun completes."""
     tally = chaos.scenario("restore SIGKILL")
     kills = int(chaos.size(10, 60))
-    rng_seed = seed()
-    tally.figures["seed"] = str(rng_seed)
-    print(f"restore kills: seed {rng_seed}")
-    rng = random.Random(rng_seed)
+    rng = tally.rng()
     db = plain_db
     src = tmp_path / "src"
     _source_tree(src, rng)

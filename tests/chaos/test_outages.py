@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import sys
 import time
 from collections import Counter
@@ -19,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from chaos import spy40001
-from chaos.committed import churn, lost_updates, restored, seed, stored, write_json
+from chaos.committed import churn, lost_updates, restored, stored, write_json
 from chaos.conftest import Chaos, Tally
 from chaos.tcpproxy import TcpProxy
 from conftest import DbTarget, Server
@@ -34,13 +33,12 @@ def test_database_stopped_during_writes(
     """/health 503 while the server is down, 200 after; what changed meanwhile catches up."""
     tally = chaos.scenario("database stopped during writes")
     outage = chaos.size(10, 60)
-    rng_seed = seed()
-    tally.figures["seed"] = str(rng_seed)
+    tally.rng()
     local, db = stoppable_db
     root = restored(db, tmp_path / "vol")
     side = SidecarProc(db, root, tmp_path / "sidecar.log").start().ready()
     side.wait_http("/health", 200)
-    writer, sqlw = churn(root, rng_seed)
+    writer, sqlw = churn(root, tally.seed)
     try:
         time.sleep(2)
         local.stop()
@@ -117,13 +115,10 @@ def test_network_cuts_and_stalls_mid_transaction(
     """Connections reset or frozen while commits run: the sidecar lives on and loses nothing."""
     tally = chaos.scenario("network cuts and stalls")
     events = int(chaos.size(6, 40))
-    rng_seed = seed()
-    tally.figures["seed"] = str(rng_seed)
-    print(f"network chaos: seed {rng_seed}")
-    rng = random.Random(rng_seed)
+    rng = tally.rng()
     root = restored(plain_db, tmp_path / "vol")
     side = SidecarProc(_through(plain_db, proxy), root, tmp_path / "sidecar.log").start().ready()
-    writer, sqlw = churn(root, rng_seed)
+    writer, sqlw = churn(root, tally.seed)
     kinds = {"cut": 0, "cut mid-request": 0, "stall": 0}
     try:
         for i in range(events):
@@ -245,7 +240,8 @@ def test_40001_on_every_statement_path(
     side = SidecarProc(db, root, tmp_path / "sidecar.log", WAHA_SYNC_GC_INTERVAL_SECONDS="1")
     side.prefix = [sys.executable, spy40001.__file__, str(spies / "sidecar.log")]
     side.start().ready()
-    writer, sqlw = churn(root, seed())
+    tally.rng()
+    writer, sqlw = churn(root, tally.seed)
     time.sleep(chaos.size(6, 60))
     writer.stop()
     sqlw.stop()
