@@ -30,6 +30,7 @@ GUIDES = (
     "docs/kubernetes.md",
     "docs/huggingface.md",
     "docs/render.md",
+    "deploy/single/README.md",
 )
 EXCUSE = re.compile(r"^<!-- not run here: (?P<reason>\S.*?) -->$")
 # What each guide's run must print, so that commands which silently do nothing fail.
