@@ -90,11 +90,11 @@ class PgStore:
 
     def _paged(self, query: str, **params: Any) -> Iterator[list[list[Any]]]:
         """Key-ordered pages of a query that returns each page as one JSON array."""
-        after = ""
+        after, q = "", query.replace("path > :after", "path >= :after")  # '' is a (bad) path too
         while True:
 
-            def read(tx: Tx, after: str = after) -> list[list[Any]]:
-                page = tx.run(query, after=after, lim=PAGE, **params)[0][0]
+            def read(tx: Tx, after: str = after, q: str = q) -> list[list[Any]]:
+                page = tx.run(q, after=after, lim=PAGE, **params)[0][0]
                 return json.loads(page) if isinstance(page, str) else list(page)
 
             rows = self.db.transaction(read)
@@ -102,7 +102,7 @@ class PgStore:
                 yield rows
             if len(rows) < PAGE:
                 return
-            after = rows[-1][0]
+            after, q = rows[-1][0], query
 
     def live_entries(self, name: str) -> Iterator[list[StoredEntry]]:
         for rows in self._paged(sql.LIVE_PAGE, name=name):

@@ -25,6 +25,7 @@ from waha_sync.common.store import Store, StoredEntry
 log = logging.getLogger("waha_sync.sync")
 GROUP_BYTES = 8 * 1024 * 1024
 GROUP_FILES = 2000
+TASK_FILES = 64  # files per read task
 
 
 @dataclass
@@ -64,6 +65,12 @@ def unchanged_by_stat(c: Candidate, stored: StoredEntry | None) -> bool:
         and stored.mime != SQLITE_MIME
         and (stored.size_bytes, stored.mtime_ns, stored.mode) == (c.size, c.mtime_ns, c.mode)
     )
+
+
+def _process_all(
+    cs: Sequence[Candidate], stored: Mapping[str, StoredEntry]
+) -> list[_Read | Skipped | str]:
+    return [_process(c, stored.get(c.rel)) for c in cs]
 
 
 def _process(c: Candidate, stored: StoredEntry | None) -> _Read | Skipped | str:
@@ -111,12 +118,15 @@ def ship(
     todo = [c for c in candidates if not unchanged_by_stat(c, stored.get(c.rel))]
     report.unchanged = len(candidates) - len(todo)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read") as pool:
-        pending: list[Future[_Read | Skipped | str]] | None = None
+        pending: list[Future[list[_Read | Skipped | str]]] | None = None
         groups = batches(todo, lambda c: c.size, GROUP_BYTES, group_files)
         for group in [*groups, []]:
-            nxt = [pool.submit(_process, c, stored.get(c.rel)) for c in group]
+            # Tasks of up to TASK_FILES files: one future per file cost more than the read.
+            step = max(1, min(TASK_FILES, -(-len(group) // workers)))
+            parts = [group[i : i + step] for i in range(0, len(group), step)]
+            nxt = [pool.submit(_process_all, part, stored) for part in parts]
             if pending is not None:
-                _upload([f.result() for f in pending], store, report, changed)
+                _upload([r for f in pending for r in f.result()], store, report, changed)
                 if on_group is not None:
                     on_group()
                 (log.info if len(todo) > group_files else log.debug)(

@@ -52,7 +52,8 @@ def test_sidecar_sigkill_under_churn_leaves_only_committed_states(
     sqlw = SqliteWriter(gows, rate_per_s=200)
     writer.start()
     sqlw.start()
-    side = SidecarProc(db, root, tmp_path / "sidecar.log")
+    # The writer's gows.db passes the default 10 MiB limit within the full run's 200 kills.
+    side = SidecarProc(db, root, tmp_path / "sidecar.log", WAHA_SYNC_MAX_FILE_BYTES=str(256 << 20))
     torn = 0
     try:
         for i in range(kills):

@@ -5,6 +5,8 @@ Seeds come from ``CHAOS_SEED`` (or are drawn) and are shown in the chaos figures
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import sys
@@ -174,11 +176,14 @@ RATE_40001 = float(os.environ.get("CHAOS_40001_RATE") or 0.1)
 def _cli(tally: Tally, db: DbTarget, spies: Path, name: str, *args: str) -> None:
     """Run one command with the injecting spy on; a non-zero exit is a failed attempt."""
     uninstall = spy40001.install(spies / f"{name}.log")
+    out = io.StringIO()
     try:
-        code = db.cli(name, *args)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            code = db.cli(name, *args)
     finally:
         uninstall()
-    tally.attempt(None if code == 0 else f"{name} {' '.join(args[:1])}: exit {code}")
+    last = "\n".join(out.getvalue().splitlines()[-5:])
+    tally.attempt(None if code == 0 else f"{name} {' '.join(args[:1])}: exit {code}:\n{last}")
 
 
 def _cli_round(tally: Tally, server: Server, spies: Path, work: Path, n: int) -> None:
