@@ -41,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from table import Row, Section, print_sections, verdict
+from table import Row, Section, report, verdict
 from trees import check_restore, make_tree, mib, rewrite_identical, run, write_copy_file
 
 from waha_sync.common.localpg import LocalPostgres
@@ -226,13 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="rounds; medians count")
     parser.add_argument("--seed", type=int, default=1, help="tree generator seed")
     args = parser.parse_args(argv)
-    try:
-        section = measure(args.files, args.mb, args.repeat, args.kind, seed=args.seed)
-    except Exception as exc:
-        print(f"bench_core: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    print_sections([section])
-    return 0
+    return report(
+        "bench_core", lambda: measure(args.files, args.mb, args.repeat, args.kind, seed=args.seed)
+    )
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from procstat import cpu_seconds
-from table import Row, Section, p99, print_sections, verdict
+from table import Row, Section, p99, report, verdict
 
 from conftest import DbTarget
 from podsim import BaileysWriter, SidecarProc, free_port
@@ -276,13 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         print("bench_http: error: no wrk on PATH; install Debian's package wrk", file=sys.stderr)
         return 1
-    try:
-        section = measure(args.duration, args.short, args.warmup)
-    except Exception as exc:
-        print(f"bench_http: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    print_sections([section])
-    return 0
+    return report("bench_http", lambda: measure(args.duration, args.short, args.warmup))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench_sidecar import MB, NOTES, bare_python, cli, commits, run, spawn, stop
 from procstat import status
-from table import Row, Section, print_sections, verdict
+from table import Row, Section, report, verdict
 from trees import noweb_tree
 
 from conftest import DbTarget
@@ -97,13 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10,000 files, 2 rounds")
     args = parser.parse_args(argv)
-    try:
-        section = measure(10_000, 2) if args.quick else measure(100_000, 3)
-    except Exception as exc:
-        print(f"bench_restart: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    print_sections([section])
-    return 0
+    return report(
+        "bench_restart", lambda: measure(10_000, 2) if args.quick else measure(100_000, 3)
+    )
 
 
 if __name__ == "__main__":

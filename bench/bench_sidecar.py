@@ -44,7 +44,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from procstat import cpu_seconds, status, switches
-from table import Row, Section, p99, print_sections, verdict
+from table import Row, Section, p99, report, verdict
 from trees import noweb_tree, rewrite_identical
 
 from conftest import DbTarget
@@ -276,13 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer changes, 10 s idle")
     args = parser.parse_args(argv)
-    try:
-        section = measure(60, 10.0) if args.quick else measure(300, 60.0)
-    except Exception as exc:
-        print(f"bench_sidecar: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    print_sections([section])
-    return 0
+    return report("bench_sidecar", lambda: measure(60, 10.0) if args.quick else measure(300, 60.0))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ exists, otherwise ``info`` (or ``baseline`` / ``control`` for reference rows).
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 COLUMNS = ("measure", "result", "baseline", "ratio", "goal", "verdict")
@@ -60,3 +61,14 @@ class Section:
 def print_sections(sections: Sequence[Section]) -> None:
     for section in sections:
         print(section.markdown())
+
+
+def report(name: str, run: Callable[[], Section]) -> int:
+    """Run one benchmark's section and print it; an error is one line and exit status 1."""
+    try:
+        section = run()
+    except Exception as exc:
+        print(f"{name}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print_sections([section])
+    return 0
