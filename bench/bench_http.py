@@ -30,7 +30,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from procstat import cpu_seconds
 from table import Row, Section, p99, report, verdict
+from trees import scratch_server
 
 from conftest import DbTarget
 from podsim import BaileysWriter, SidecarProc, free_port
@@ -243,17 +243,12 @@ def bench(args: argparse.Namespace, pg: LocalPostgres, work: Path) -> list[Row]:
 
 def measure(duration: float, short: float, warmup: float) -> Section:
     """wrk runs of ``duration`` s (``short`` for /status, /metrics); the results."""
-    started, work = time.monotonic(), Path(tempfile.mkdtemp(prefix="wsbench-http-"))
+    started = time.monotonic()
     NOTES.clear()
     args = argparse.Namespace(duration=duration, short=short, warmup=warmup)
-    pg = LocalPostgres(work / "pg")
-    try:
-        pg.start()
+    with scratch_server("http") as (pg, work):
         rows = bench(args, pg, work)
         version = pg.psql("SHOW server_version").strip()
-    finally:
-        pg.destroy()
-        shutil.rmtree(work, ignore_errors=True)
     wrk_version = subprocess.run([WRK, "-v"], capture_output=True, text=True).stdout
     about = [
         f"{wrk_version.split(' [')[0].strip()}: 2 threads, 32 connections, {duration:g} s per "

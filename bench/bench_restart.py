@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from bench_sidecar import MB, NOTES, bare_python, cli, commits, run, spawn, stop
 from procstat import status
 from table import Row, Section, report, verdict
-from trees import noweb_tree
+from trees import noweb_tree, scratch_server
 
 from conftest import DbTarget
 from waha_sync.common.localpg import LocalPostgres
@@ -76,15 +74,9 @@ def measure(files: int, rounds: int) -> Section:
     started = time.monotonic()
     NOTES.clear()
     args = argparse.Namespace(restart_files=files, rounds=rounds)
-    work = Path(tempfile.mkdtemp(prefix="wsbench-restart-"))
-    pg = LocalPostgres(work / "pg")
-    try:
-        pg.start()
+    with scratch_server("restart") as (pg, work):
         rows = phase_restart(args, pg, work)
         version = pg.psql("SHOW server_version").strip()
-    finally:
-        pg.destroy()
-        shutil.rmtree(work, ignore_errors=True)
     about = [
         f"{files:,} known NOWEB-like files, nothing changed; {rounds} restarts, median shown; "
         f"PostgreSQL {version} (local, fsync=off). Baselines measured in the same rounds."

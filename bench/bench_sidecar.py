@@ -33,11 +33,9 @@ import hashlib
 import json
 import random
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -45,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from procstat import cpu_seconds, status, switches
 from table import Row, Section, p99, report, verdict
-from trees import noweb_tree, rewrite_identical
+from trees import noweb_tree, rewrite_identical, scratch_server
 
 from conftest import DbTarget
 from podsim import SidecarProc
@@ -253,15 +251,9 @@ def measure(changes: int, idle: float, live_files: int = 8630) -> Section:
     started = time.monotonic()
     NOTES.clear()
     args = argparse.Namespace(changes=changes, idle=idle, live_files=live_files)
-    work = Path(tempfile.mkdtemp(prefix="wsbench-sidecar-"))
-    pg = LocalPostgres(work / "pg")
-    try:
-        pg.start()
+    with scratch_server("sidecar") as (pg, work):
         rows = phase_live(args, pg, work)
         version = pg.psql("SHOW server_version").strip()
-    finally:
-        pg.destroy()
-        shutil.rmtree(work, ignore_errors=True)
     about = [
         f"`waha-sync sidecar` as a process with the product's timings (debounce {DEBOUNCE:g} s, "
         f"max delay 10 s); PostgreSQL {version} (local, fsync=off).",

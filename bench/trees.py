@@ -9,13 +9,18 @@ NOWEB sessions has: many small files, few bytes.
 
 from __future__ import annotations
 
+import contextlib
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from waha_sync.common.localpg import LocalPostgres
 from wahatree import make_noweb_session, make_sqlite, tree_digest
 
 MIB = 1024 * 1024
@@ -118,3 +123,16 @@ def check_restore(tree: Path, out: Path) -> None:
     bad = [p for p in want if not p.endswith((".db", ".sqlite3")) and want[p] != got[p]]
     if bad:
         raise RuntimeError(f"restore: {len(bad)} files differ, e.g. {bad[:3]}")
+
+
+@contextlib.contextmanager
+def scratch_server(name: str) -> Iterator[tuple[LocalPostgres, Path]]:
+    """A throwaway folder with a started PostgreSQL in it; both are gone afterwards."""
+    work = Path(tempfile.mkdtemp(prefix=f"wsbench-{name}-"))
+    pg = LocalPostgres(work / "pg")
+    try:
+        pg.start()
+        yield pg, work
+    finally:
+        pg.destroy()
+        shutil.rmtree(work, ignore_errors=True)
