@@ -46,6 +46,11 @@ def int_array(values: Iterable[int]) -> str:
     return "{" + ",".join(str(int(v)) for v in values) + "}"
 
 
+def int_or_null_array(values: Iterable[int | None]) -> str:
+    """``{1,NULL,3}``."""
+    return "{" + ",".join("NULL" if v is None else str(int(v)) for v in values) + "}"
+
+
 def bytea_array(values: Iterable[bytes]) -> str:
     """``{"\\\\x0a0b",...}``: each element in bytea's hex form, escaped for the array."""
     return "{" + ",".join('"\\\\x' + v.hex() + '"' for v in values) + "}"

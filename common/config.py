@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from waha_sync.common.scan import Limits
 
 from waha_sync.common.http_config import HTTP_HINTS, HttpSettings
 
@@ -51,7 +54,8 @@ HINTS: dict[str, str] = {
     "database_url": "--database-url 'postgresql://user:password@host:5432/dbname?sslmode=require'",
     "sessions_dir": "--sessions-dir /app/.sessions (an existing directory)",
     "instance": "--instance my-waha (letters, digits, '.', '_', '-'; at most 64)",
-    "max_file_bytes": "--max-file-bytes 10485760 (a whole number of bytes, at least 1)",
+    "max_file_bytes": "--max-file-bytes 2147483648 (a whole number of bytes, at least 1)",
+    "max_sqlite_bytes": "--max-sqlite-bytes 21474836480 (a whole number of bytes; unset: none)",
     "exclude": "--exclude 'Cache' --exclude '*.tmp' (or WAHA_SYNC_EXCLUDE='Cache,*.tmp')",
     "wait_seconds": "--wait-seconds 60 (0 means try once)",
     "workers": "--workers 8 (1 to 64)",
@@ -104,7 +108,17 @@ class Settings(HttpSettings):
         description="Which WAHA deployment this volume belongs to; several share one database.",
     )
     max_file_bytes: int = Field(
-        default=10 * MIB, ge=1, description="Files larger than this are skipped and reported."
+        default=2048 * MIB,
+        ge=1,
+        description="Files (other than SQLite databases) larger than this are skipped and "
+        "reported. The default, 2 GiB, is WhatsApp's largest document, so no WAHA file is "
+        "skipped; large files are stored as pieces, streamed.",
+    )
+    max_sqlite_bytes: int | None = Field(
+        default=None,
+        ge=1,
+        description="SQLite databases larger than this are skipped and reported; none by "
+        "default (a database is stored as pages, and a new version costs what changed).",
     )
     exclude: Annotated[list[str], NoDecode] = Field(
         default=list(DEFAULT_EXCLUDES),
@@ -246,6 +260,12 @@ class Settings(HttpSettings):
                 " WAHA_SYNC_SECRETS_DIR",
             )
         return self.database_url.get_secret_value().strip()
+
+    def limits(self) -> Limits:
+        """The size limits the scanner and the sidecar apply."""
+        from waha_sync.common.scan import Limits
+
+        return Limits(self.max_file_bytes, self.max_sqlite_bytes)
 
     def excludes(self) -> tuple[str, ...]:
         """The effective exclude globs: the setting plus what is never stored."""

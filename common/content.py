@@ -54,31 +54,39 @@ class EncodedBlob:
         return sum(len(c) for c in self.chunks)
 
 
+def pack(data: bytes) -> tuple[str, bytes]:
+    """``(codec, stored bytes)``: zstd, or ``identity`` when compressing does not help."""
+    packed = _compressor().compress(data)
+    if len(packed) >= len(data):
+        return "identity", data
+    return "zstd", packed
+
+
+def unpack(codec: str, packed: bytes, size_bytes: int, path: str) -> bytes:
+    """The raw bytes of ``packed`` (at most ``size_bytes``); ``IntegrityError`` names ``path``."""
+    if codec == "zstd":
+        try:
+            return _decompressor().decompress(packed, max_output_size=max(size_bytes, 1))
+        except zstandard.ZstdError as exc:
+            raise IntegrityError(f"{path}: stored content is corrupt ({exc})") from exc
+    if codec == "identity":
+        return packed
+    raise IntegrityError(
+        f"{path}: stored with unknown codec {codec!r}", "upgrade waha-sync to read it"
+    )
+
+
 def encode(data: bytes, sha256: str | None = None) -> EncodedBlob:
     """Compress ``data`` (unless that does not help) and split it into chunks."""
     digest = sha256 or sha256_hex(data)
-    packed = _compressor().compress(data)
-    codec = "zstd"
-    if len(packed) >= len(data):
-        packed, codec = data, "identity"
+    codec, packed = pack(data)
     chunks = tuple(packed[i : i + CHUNK_BYTES] for i in range(0, len(packed), CHUNK_BYTES))
     return EncodedBlob(digest, len(data), codec, chunks or (b"",))
 
 
 def decode(sha256: str, size_bytes: int, codec: str, chunks: list[bytes], path: str) -> bytes:
     """Reassemble and verify a blob; ``IntegrityError`` names ``path`` on any mismatch."""
-    packed = b"".join(chunks)
-    if codec == "zstd":
-        try:
-            data = _decompressor().decompress(packed, max_output_size=max(size_bytes, 1))
-        except zstandard.ZstdError as exc:
-            raise IntegrityError(f"{path}: stored content is corrupt ({exc})") from exc
-    elif codec == "identity":
-        data = packed
-    else:
-        raise IntegrityError(
-            f"{path}: stored with unknown codec {codec!r}", "upgrade waha-sync to read it"
-        )
+    data = unpack(codec, b"".join(chunks), size_bytes, path)
     if len(data) != size_bytes or sha256_hex(data) != sha256:
         raise IntegrityError(
             f"{path}: stored content does not match its SHA-256 {sha256[:12]}… "

@@ -8,7 +8,10 @@ stood at the horizon commit (the last commit made at or before it) is kept:
 - versions replaced by a later version at or before the horizon commit;
 - tombstones that are all that is left of a path at the horizon (a missing
   row says the same), and tombstone rows of the current state that old;
-- commit records before the horizon commit.
+- commit records before the horizon commit;
+- pieces of large files that the version at the horizon does not use (replaced by a
+  later piece at or before it, or past its end) : later versions either rewrote every
+  piece or build on that version.
 
 Then content (blobs and their chunks) is deleted once no entry (live or
 tombstone) and no version of any instance refers to it and no writer marked
@@ -45,6 +48,7 @@ class GcReport:
     entries_deleted: int = 0
     commits_deleted: int = 0
     blobs_deleted: int = 0
+    pieces_deleted: int = 0
     bytes_freed: int = 0
     seconds: float = 0.0
 
@@ -57,6 +61,7 @@ class GcReport:
             + self.entries_deleted
             + self.commits_deleted
             + self.blobs_deleted
+            + self.pieces_deleted
         )
 
     def add(self, batch: GcBatch) -> None:
@@ -65,6 +70,7 @@ class GcReport:
         self.entries_deleted += batch.entries
         self.commits_deleted += batch.commits
         self.blobs_deleted += batch.blobs
+        self.pieces_deleted += batch.pieces
         self.bytes_freed += batch.bytes_freed
 
     def summary(self, instance: str) -> str:
@@ -72,7 +78,9 @@ class GcReport:
         return (
             f"gc done: instance {instance}: deleted {self.versions_deleted} old versions, "
             f"{self.tombstones_deleted + self.entries_deleted} tombstones, "
-            f"{self.commits_deleted} commits, {self.blobs_deleted} unreferenced blobs "
+            f"{self.commits_deleted} commits, "
+            + (f"{self.pieces_deleted} unused pieces, " if self.pieces_deleted else "")
+            + f"{self.blobs_deleted} unreferenced blobs "
             f"({fmt_bytes(self.bytes_freed)} stored); {self.seconds:.2f}s"
         )
 

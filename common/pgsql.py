@@ -25,7 +25,8 @@ WHERE instance = :n AND epoch = :e RETURNING last_commit
 # C, where a thousand rows would cost the driver ~10 µs each in Python.
 LIVE_PAGE = """
 SELECT coalesce(json_agg(json_build_array(e.path, e.sha256, e.size_bytes, e.mode, e.mtime_ns,
-                                          e.mime, b.codec, b.stored_bytes, e.updated_at)
+                                          e.mime, b.codec, b.stored_bytes, e.updated_at,
+                                          e.piece_bytes, e.commit_id)
                          ORDER BY e.path), '[]')
 FROM (SELECT * FROM waha_sync_entries
       WHERE instance = :name AND NOT deleted AND path > :after
@@ -36,9 +37,11 @@ LEFT JOIN waha_sync_blobs b ON b.sha256 = e.sha256
 # with a NULL sha256 so that paging still advances past them.
 TREE_PAGE = """
 SELECT coalesce(json_agg(json_build_array(t.path, t.sha256, t.size_bytes, t.mode, t.mtime_ns,
-                                          t.mime, b.codec, b.stored_bytes)
+                                          t.mime, b.codec, b.stored_bytes, NULL,
+                                          t.piece_bytes, t.commit_id)
                          ORDER BY t.path), '[]')
-FROM (SELECT DISTINCT ON (path) path, sha256, size_bytes, mode, mtime_ns, mime
+FROM (SELECT DISTINCT ON (path) path, sha256, size_bytes, mode, mtime_ns, mime, piece_bytes,
+             commit_id
       FROM waha_sync_versions
       WHERE instance = :name AND commit_id <= :cid AND path > :after
       ORDER BY path, commit_id DESC LIMIT :lim) AS t
@@ -69,32 +72,34 @@ ORDER BY c.sha256, c.seq
 """
 _CHANGES = """
 SELECT * FROM unnest(CAST(:paths AS TEXT[]), CAST(:shas AS TEXT[]), CAST(:sizes AS BIGINT[]),
-                     CAST(:modes AS INT[]), CAST(:mtimes AS BIGINT[]), CAST(:mimes AS TEXT[]))
-    AS u(path, sha, size, mode, mtime, mime)
+                     CAST(:modes AS INT[]), CAST(:mtimes AS BIGINT[]), CAST(:mimes AS TEXT[]),
+                     CAST(:pieces AS INT[]))
+    AS u(path, sha, size, mode, mtime, mime, piece)
 """
 # One statement writes the current state and the version history from the
 # same parameters (sent once); CockroachDB supports data-modifying CTEs.
 RECORD_CHANGES = f"""
 WITH u AS ({_CHANGES}), cur AS (
     INSERT INTO waha_sync_entries AS e (instance, path, sha256, size_bytes, mode, mtime_ns,
-        mime, deleted, commit_id, first_uploaded_at, updated_at)
-    SELECT :name, path, sha, size, mode, mtime, mime, false, :cid, now(), now() FROM u
+        mime, piece_bytes, deleted, commit_id, first_uploaded_at, updated_at)
+    SELECT :name, path, sha, size, mode, mtime, mime, piece, false, :cid, now(), now() FROM u
     ON CONFLICT (instance, path) DO UPDATE SET
         sha256 = excluded.sha256, size_bytes = excluded.size_bytes, mode = excluded.mode,
         mtime_ns = excluded.mtime_ns, mime = excluded.mime, commit_id = excluded.commit_id,
+        piece_bytes = excluded.piece_bytes,
         first_uploaded_at = CASE WHEN e.deleted THEN excluded.first_uploaded_at
                                  ELSE e.first_uploaded_at END,
         deleted = false, updated_at = excluded.updated_at
     RETURNING 1
 )
 INSERT INTO waha_sync_versions (instance, path, commit_id, sha256, size_bytes, mode, mtime_ns,
-    mime)
-SELECT :name, path, :cid, sha, size, mode, mtime, mime FROM u
+    mime, piece_bytes)
+SELECT :name, path, :cid, sha, size, mode, mtime, mime, piece FROM u
 """
 RECORD_VERSIONS = f"""
 INSERT INTO waha_sync_versions (instance, path, commit_id, sha256, size_bytes, mode, mtime_ns,
-    mime)
-SELECT :name, path, :cid, sha, size, mode, mtime, mime FROM ({_CHANGES}) AS v
+    mime, piece_bytes)
+SELECT :name, path, :cid, sha, size, mode, mtime, mime, piece FROM ({_CHANGES}) AS v
 """
 TOMBSTONE = """
 UPDATE waha_sync_entries SET deleted = true, commit_id = :cid, updated_at = now()
@@ -106,6 +111,44 @@ INSERT INTO waha_sync_commits (instance, id, epoch, holder, files_changed, files
     bytes_raw)
 VALUES (:n, :cid, :e, :h, :fc, :fd, :b)
 """
+
+# Pieces of large files (waha_sync.common.pieces). A version's pieces are written
+# before its commit, under the commit number it will get (last_commit + 1), each
+# statement fenced like a commit: FOR SHARE holds off a claim until it is done, and
+# once a claim is through, the epoch no longer matches and nothing is written.
+FENCE_SHARE = """
+SELECT last_commit FROM waha_sync_instances WHERE instance = :n AND epoch = :e FOR SHARE
+"""
+# Rows above the last commit belong to an upload that never committed (a crash, an
+# outage, a fenced writer): the next upload clears them before writing its own.
+DROP_UNCOMMITTED_PIECES = """
+DELETE FROM waha_sync_pieces WHERE instance = :n AND commit_id > :c
+"""
+PUT_PIECES = """
+INSERT INTO waha_sync_pieces (instance, path, idx, commit_id, sha256, codec, data)
+SELECT :n, :p, i, :cid, s, c, d
+FROM unnest(CAST(:i AS BIGINT[]), CAST(:s AS BYTEA[]), CAST(:c AS TEXT[]), CAST(:d AS BYTEA[]))
+    AS u(i, s, c, d)
+ON CONFLICT (instance, path, idx, commit_id) DO UPDATE
+    SET sha256 = excluded.sha256, codec = excluded.codec, data = excluded.data
+"""
+# Run inside every commit: rows at or above its number that no pieced entry of this
+# commit wrote are leftovers of an upload that never committed.
+DROP_FOREIGN_PIECES = """
+DELETE FROM waha_sync_pieces
+WHERE instance = :n AND commit_id >= :cid
+    AND NOT (commit_id = :cid AND path = ANY(CAST(:p AS TEXT[])))
+"""
+# The pieces of the version of a path at commit :cid with :lo <= idx < :hi: per index,
+# the row of the highest commit at or before it. Windows of indexes, not LIMIT: the
+# rows of a window come by primary key and are sorted in memory.
+_PIECE_WINDOW = """
+SELECT DISTINCT ON (idx) idx, {cols} FROM waha_sync_pieces
+WHERE instance = :n AND path = :p AND commit_id <= :cid AND idx >= :lo AND idx < :hi
+ORDER BY idx, commit_id DESC
+"""
+PIECE_DIGESTS = _PIECE_WINDOW.format(cols="sha256")
+PIECE_DATA = _PIECE_WINDOW.format(cols="sha256, codec, data")
 
 # Garbage collection (waha_sync.common.gc). The horizon commit is the last one
 # made at or before now() - retention; every state from it on stays restorable.
@@ -180,3 +223,30 @@ DELETE FROM waha_sync_blobs AS b WHERE b.sha256 = ANY(CAST(:s AS TEXT[])) AND {_
 RETURNING b.sha256, b.stored_bytes
 """
 GC_CHUNKS = "DELETE FROM waha_sync_chunks WHERE sha256 = ANY(CAST(:s AS TEXT[]))"
+# One page of piece rows at or before the horizon, in key order from a cursor.
+GC_PIECE_PAGE = """
+SELECT path, idx, commit_id FROM waha_sync_pieces
+WHERE instance = :n AND commit_id <= :c
+    AND (path, idx, commit_id) > (CAST(:ap AS TEXT), CAST(:ai AS BIGINT), CAST(:ac AS BIGINT))
+ORDER BY path, idx, commit_id LIMIT :lim
+"""
+_PIECE_KEYS = """
+p.instance = :n AND (p.path, p.idx, p.commit_id) IN (
+    SELECT * FROM unnest(CAST(:kp AS TEXT[]), CAST(:ki AS BIGINT[]), CAST(:kc AS BIGINT[])))
+"""
+# A piece row at or before the horizon is needed only as part of the version the path
+# had at the horizon: it is dead when a later row at or before the horizon replaces it,
+# or when that version is not stored as pieces of that size, or is shorter than the piece.
+# (Versions after the horizon either rewrote every piece or build on that version.)
+GC_PIECES = f"""
+DELETE FROM waha_sync_pieces AS p
+WHERE {_PIECE_KEYS} AND p.commit_id <= :c AND (
+    EXISTS (SELECT 1 FROM waha_sync_pieces q WHERE q.instance = p.instance AND q.path = p.path
+            AND q.idx = p.idx AND q.commit_id > p.commit_id AND q.commit_id <= :c)
+    OR NOT EXISTS (
+        SELECT 1 FROM (SELECT v.piece_bytes, v.size_bytes FROM waha_sync_versions v
+                       WHERE v.instance = p.instance AND v.path = p.path AND v.commit_id <= :c
+                       ORDER BY v.commit_id DESC LIMIT 1) AS h
+        WHERE h.piece_bytes IS NOT NULL AND p.idx * h.piece_bytes < h.size_bytes))
+RETURNING length(p.data)
+"""

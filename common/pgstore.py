@@ -10,17 +10,24 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from waha_sync.common import pgsql as sql
-from waha_sync.common.bulk import batches, bytea_array, int_array, text_array
+from waha_sync.common.bulk import (
+    batches,
+    bytea_array,
+    int_array,
+    int_or_null_array,
+    text_array,
+)
 from waha_sync.common.content import EncodedBlob
 from waha_sync.common.db import Database, Tx
-from waha_sync.common.errors import FencedError
+from waha_sync.common.errors import FencedError, IntegrityError
 from waha_sync.common.pgurl import ConnParams
 from waha_sync.common.store import CommitResult, GcBatch, Instance, StoredEntry
 
 PAGE = 1000
+DIGEST_WINDOW = 8192  # piece indexes per read of a piece list's digests
 GC_ROWS = 500  # rows a garbage-collection transaction looks at or deletes (about)
 BLOB_TX_BYTES = 8 * 1024 * 1024  # stored bytes per put_blobs transaction
 # Chunk bytes per INSERT: sent as hex they double, and CockroachDB refuses
@@ -40,6 +47,7 @@ def _columns(entries: Sequence[StoredEntry]) -> dict[str, str]:
         "modes": int_array(e.mode for e in entries),
         "mtimes": int_array(e.mtime_ns for e in entries),
         "mimes": text_array(e.mime for e in entries),
+        "pieces": int_or_null_array(e.piece_bytes for e in entries),
     }
 
 
@@ -57,6 +65,7 @@ def _tombstones(rows: list[list[Any]]) -> dict[str, str]:
         "modes": int_array(r[2] for r in rows),
         "mtimes": int_array(r[3] for r in rows),
         "mimes": none,
+        "pieces": int_or_null_array(None for _ in rows),
     }
 
 
@@ -117,6 +126,8 @@ class PgStore:
                     r[6] or "",
                     r[7] or 0,
                     datetime.fromisoformat(r[8]),
+                    r[9],
+                    int(r[10]),
                 )
                 for r in rows
             ]
@@ -131,7 +142,19 @@ class PgStore:
     def tree(self, name: str, commit_id: int) -> Iterator[list[StoredEntry]]:
         for rows in self._paged(sql.TREE_PAGE, name=name, cid=commit_id):
             page = [
-                StoredEntry(r[0], r[1], int(r[2]), r[3], int(r[4]), r[5], r[6] or "", r[7] or 0)
+                StoredEntry(
+                    r[0],
+                    r[1],
+                    int(r[2]),
+                    r[3],
+                    int(r[4]),
+                    r[5],
+                    r[6] or "",
+                    r[7] or 0,
+                    None,
+                    r[9],
+                    int(r[10]),
+                )
                 for r in rows
                 if r[1] is not None  # tombstone
             ]
@@ -191,6 +214,67 @@ class PgStore:
             out[sha].append(bytes(data))
         return out
 
+    def piece_digests(self, name: str, path: str, commit_id: int, count: int) -> Iterator[bytes]:
+        for lo in range(0, count, DIGEST_WINDOW):
+            hi = min(count, lo + DIGEST_WINDOW)
+            rows = self.db.transaction(
+                _statement(sql.PIECE_DIGESTS, n=name, p=path, cid=commit_id, lo=lo, hi=hi)
+            )
+            _check_window(path, rows, lo, hi)
+            yield b"".join(bytes(r[1]) for r in rows)
+
+    def piece_data(
+        self, name: str, path: str, commit_id: int, lo: int, hi: int
+    ) -> list[tuple[int, bytes, str, bytes]]:
+        rows = self.db.transaction(
+            _statement(sql.PIECE_DATA, n=name, p=path, cid=commit_id, lo=lo, hi=hi)
+        )
+        _check_window(path, rows, lo, hi)
+        return [(int(r[0]), bytes(r[1]), str(r[2]), bytes(r[3])) for r in rows]
+
+    def _fence_share(self, tx: Tx, name: str, epoch: int) -> int:
+        """The instance's last commit, holding off a claim until ``tx`` ends; fenced if the
+        epoch moved on."""
+        rows = tx.run(sql.FENCE_SHARE, n=name, e=epoch)
+        if not rows:
+            _fenced(tx, name, epoch)
+        return int(rows[0][0])
+
+    def begin_pieces(self, name: str, epoch: int) -> int:
+        def write(tx: Tx) -> int:
+            last = self._fence_share(tx, name, epoch)
+            tx.run(sql.DROP_UNCOMMITTED_PIECES, n=name, c=last)
+            return last + 1
+
+        return self.db.transaction(write)
+
+    def put_pieces(
+        self,
+        name: str,
+        epoch: int,
+        commit_id: int,
+        path: str,
+        rows: Sequence[tuple[int, bytes, str, bytes]],
+    ) -> None:
+        parts = list(batches(rows, lambda r: len(r[3]), STATEMENT_BYTES))
+
+        def write(tx: Tx) -> None:
+            if self._fence_share(tx, name, epoch) + 1 != commit_id:
+                _fenced(tx, name, epoch)
+            for part in parts:
+                tx.run(
+                    sql.PUT_PIECES,
+                    n=name,
+                    p=path,
+                    cid=commit_id,
+                    i=int_array(r[0] for r in part),
+                    s=bytea_array(r[1] for r in part),
+                    c=text_array(r[2] for r in part),
+                    d=bytea_array(r[3] for r in part),
+                )
+
+        self.db.transaction(write)
+
     def commit(
         self,
         name: str,
@@ -198,20 +282,19 @@ class PgStore:
         holder: str,
         changed: Sequence[StoredEntry],
         deleted: Sequence[str],
+        pieces_for: int | None = None,
     ) -> CommitResult:
         raw = sum(e.size_bytes for e in changed)
+        pieced = text_array(e.path for e in changed if e.piece_bytes is not None)
 
         def write(tx: Tx) -> CommitResult:
             rows = tx.run(sql.NEXT_COMMIT, n=name, e=epoch)
             if not rows:
-                now = tx.run(sql.INSTANCE, n=name)
-                who = f"{now[0][2]} (epoch {now[0][1]})" if now else "nobody (no lease row)"
-                raise FencedError(
-                    f"fenced: instance {name} was claimed by {who}; "
-                    f"this writer holds epoch {epoch}",
-                    "run `waha-sync restore` again in this pod, or stop this writer",
-                )
+                _fenced(tx, name, epoch)
             cid = int(rows[0][0])
+            if pieces_for is not None and cid != pieces_for:
+                _fenced(tx, name, epoch)  # another writer of this epoch committed meanwhile
+            tx.run(sql.DROP_FOREIGN_PIECES, n=name, cid=cid, p=pieced)
             for i in range(0, len(changed), PAGE):
                 cols = _columns(changed[i : i + PAGE])
                 tx.run(sql.RECORD_CHANGES, name=name, cid=cid, **cols)
@@ -242,6 +325,7 @@ class PgStore:
         keep = self.db.transaction(_statement(sql.GC_HORIZON, n=name, r=r))[0][0]
         if keep is not None:
             yield from self._gc_history(name, keep)
+            yield from self._gc_pieces(name, keep)
             yield from self._gc_rows(sql.GC_ENTRIES, "entries", name, keep, "")
             yield from self._gc_rows(sql.GC_COMMITS, "commits", name, keep, -1)
         yield from self._gc_blobs(grace.total_seconds())
@@ -274,6 +358,33 @@ class PgStore:
                 return
             after = (str(last[0]), int(last[1]))
 
+    def _gc_pieces(self, name: str, keep: int) -> Iterator[GcBatch]:
+        after: tuple[str, int, int] = ("", -1, -1)
+        while True:
+
+            def drop(tx: Tx, a: tuple[str, int, int] = after) -> tuple[list[Any], list[Any]]:
+                keys = tx.run(
+                    sql.GC_PIECE_PAGE, n=name, c=keep, ap=a[0], ai=a[1], ac=a[2], lim=GC_ROWS
+                )
+                if not keys:
+                    return [], []
+                gone = tx.run(
+                    sql.GC_PIECES,
+                    n=name,
+                    c=keep,
+                    kp=text_array(k[0] for k in keys),
+                    ki=int_array(k[1] for k in keys),
+                    kc=int_array(k[2] for k in keys),
+                )
+                return keys, gone
+
+            keys, gone = self.db.transaction(drop)
+            if gone:
+                yield GcBatch(pieces=len(gone), bytes_freed=sum(int(r[0]) for r in gone))
+            if len(keys) < GC_ROWS:
+                return
+            after = (str(keys[-1][0]), int(keys[-1][1]), int(keys[-1][2]))
+
     def _gc_blobs(self, grace: float) -> Iterator[GcBatch]:
         after, p = "", {"g": grace, "lim": GC_ROWS}
         while True:
@@ -293,6 +404,24 @@ class PgStore:
             if len(page) < GC_ROWS:
                 return
             after = str(page[-1][0])
+
+
+def _check_window(path: str, rows: list[list[Any]], lo: int, hi: int) -> None:
+    """Every index of the window must be there: a gap means lost rows, never a short file."""
+    if len(rows) != hi - lo or (rows and (int(rows[0][0]), int(rows[-1][0])) != (lo, hi - 1)):
+        raise IntegrityError(
+            f"{path}: stored pieces {lo}..{hi - 1} are incomplete ({len(rows)} found)",
+            "push the file again from a good copy, or restore --at an earlier time",
+        )
+
+
+def _fenced(tx: Tx, name: str, epoch: int) -> NoReturn:
+    now = tx.run(sql.INSTANCE, n=name)
+    who = f"{now[0][2]} (epoch {now[0][1]})" if now else "nobody (no lease row)"
+    raise FencedError(
+        f"fenced: instance {name} was claimed by {who}; this writer holds epoch {epoch}",
+        "run `waha-sync restore` again in this pod, or stop this writer",
+    )
 
 
 def open_pg_store(params: ConnParams, chaos_40001_rate: float, component: str) -> PgStore:

@@ -20,6 +20,7 @@ from pathlib import Path
 from waha_sync.common.config import Settings
 from waha_sync.common.errors import FencedError, RefusedError
 from waha_sync.common.marker import Marker, read_marker, write_marker
+from waha_sync.common.pieces import PiecedFiles
 from waha_sync.common.scan import Excluder, ScanResult, scan
 from waha_sync.common.ship import ShipReport, ship
 from waha_sync.common.store import Instance, Store, StoredEntry
@@ -99,7 +100,7 @@ def push(store: Store, settings: Settings, *, force: bool = False) -> PushOutcom
     name = settings.instance
     instance, marker = authorise(store, root, name, force=force, role="push", require_marker=False)
     started = time.monotonic()
-    found = scan(root, settings.excludes(), settings.max_file_bytes)
+    found = scan(root, settings.excludes(), settings.limits())
     stored: dict[str, StoredEntry] = {}
     for page in store.live_entries(name):
         stored.update((e.path, e) for e in page)
@@ -110,16 +111,21 @@ def push(store: Store, settings: Settings, *, force: bool = False) -> PushOutcom
         len(stored),
     )
     deleted = deletions(found, stored, Excluder(settings.excludes()))
-    report = ship(
-        store,
-        name,
-        instance.epoch,
-        holder_name("push"),
-        found.candidates,
-        stored,
-        deleted,
-        settings.workers,
-    )
+    pieced = PiecedFiles(root)
+    try:
+        report = ship(
+            store,
+            name,
+            instance.epoch,
+            holder_name("push"),
+            found.candidates,
+            stored,
+            deleted,
+            settings.workers,
+            pieced=pieced,
+        )
+    finally:
+        pieced.close()
     report.skipped[:0] = found.skipped
     report.seconds = time.monotonic() - started
     for s in report.skipped:

@@ -1,8 +1,9 @@
-"""Reading one file into a complete, valid version, or saying why not.
+"""Reading one small file into a complete, valid version, or saying why not.
 
-- SQLite databases (recognised by their header, whatever their name) are
-  copied with SQLite's online backup API into a consistent snapshot while a
-  writer may be active, and checked with ``PRAGMA quick_check``.
+SQLite databases (recognised by their header, whatever their name, ``is_sqlite``)
+and large files are not read here: they are stored as pieces
+(``waha_sync.common.pieces``).
+
 - ``*.json`` must parse: WAHA's NOWEB engine writes its key files with plain,
   non-atomic ``writeFile``, so a half-written file is normal; it is read
   again shortly, and reported if it stays invalid.
@@ -14,14 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from waha_sync.common.scan import Candidate, Skipped
+from waha_sync.common.scan import SQLITE_HEADER, Candidate, Skipped
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 SQLITE_MIME = "application/vnd.sqlite3"
 QUIET_NS = 200_000_000  # a file must be this long unmodified before it is read
 UNSTABLE_AFTER_S = 3.0  # then it is reported as changing and tried again later
@@ -36,7 +34,6 @@ class FileVersion:
     size: int
     mtime_ns: int
     mode: int
-    is_sqlite: bool
 
 
 class Vanished(Exception):
@@ -74,40 +71,11 @@ class _Unstable(Exception):
     pass
 
 
-def _snapshot(c: Candidate) -> bytes:
-    uri = f"{Path(c.path).absolute().as_uri()}?mode=ro"
-    src = sqlite3.connect(uri, uri=True, timeout=10)
-    try:
-        dst = sqlite3.connect(":memory:")
-        try:
-            src.backup(dst)  # one step: a read transaction holds the snapshot still
-            check = dst.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise sqlite3.DatabaseError(f"quick_check: {check}")
-            return dst.serialize()
-        finally:
-            dst.close()
-    finally:
-        src.close()
-
-
 def read_version(c: Candidate, json_retry_seconds: float = 0.5) -> FileVersion | Skipped:
     """Read ``c`` into a version worth storing, or a ``Skipped`` with the reason.
 
     Raises ``Vanished`` when the file is gone (the caller records a deletion).
     """
-    try:
-        if _is_sqlite(c):  # snapshotted consistently: no need to wait for quiet
-            st = os.lstat(c.path)
-            return FileVersion(
-                c.rel, (snap := _snapshot(c)), len(snap), st.st_mtime_ns, c.mode, True
-            )
-    except FileNotFoundError:
-        raise Vanished(c.rel) from None
-    except sqlite3.Error as exc:
-        return Skipped(c.rel, f"SQLite snapshot failed ({exc})")
-    except OSError as exc:
-        return _unreadable(c, exc)
     deadline = time.monotonic() + json_retry_seconds
     while True:
         try:
@@ -117,28 +85,28 @@ def read_version(c: Candidate, json_retry_seconds: float = 0.5) -> FileVersion |
         except _Unstable:
             return Skipped(c.rel, "kept changing while being read; will retry")
         except OSError as exc:
-            return _unreadable(c, exc)
+            return unreadable(c.rel, exc)
         if not c.rel.endswith(".json") or _valid_json(data):
             mode = st.st_mode & 0o7777
-            return FileVersion(c.rel, data, len(data), st.st_mtime_ns, mode, False)
+            return FileVersion(c.rel, data, len(data), st.st_mtime_ns, mode)
         if time.monotonic() >= deadline:
             return Skipped(c.rel, "invalid JSON (half-written?); the stored version is kept")
         time.sleep(0.1)
 
 
-def _is_sqlite(c: Candidate) -> bool:
-    """Whether the file starts with SQLite's header, whatever its name."""
-    fd = os.open(c.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+def is_sqlite(path: str) -> bool:
+    """Whether the file starts with SQLite's header, whatever its name (raises OSError)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         return os.read(fd, len(SQLITE_HEADER)) == SQLITE_HEADER
     finally:
         os.close(fd)
 
 
-def _unreadable(c: Candidate, exc: OSError) -> Skipped:
+def unreadable(rel: str, exc: OSError) -> Skipped:
     if isinstance(exc, PermissionError):
-        return Skipped(c.rel, "unreadable (permission denied)")
-    return Skipped(c.rel, f"unreadable ({exc.strerror})")
+        return Skipped(rel, "unreadable (permission denied)")
+    return Skipped(rel, f"unreadable ({exc.strerror})")
 
 
 def _valid_json(data: bytes) -> bool:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from waha_sync.common.config import ALWAYS_EXCLUDED
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
@@ -103,16 +105,49 @@ def _any_of(patterns: Sequence[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(f"(?:{translate(p)})" for p in patterns))
 
 
-def scan(root: Path, patterns: Sequence[str], max_bytes: int) -> ScanResult:
+@dataclass(frozen=True)
+class Limits:
+    """The largest file stored: ``file_bytes`` for most, ``sqlite_bytes`` (None: no
+    ceiling) for SQLite databases, recognised by their header."""
+
+    file_bytes: int
+    sqlite_bytes: int | None = None
+
+    def over(self, path: str, size: int) -> str | None:
+        """Why a file of ``size`` bytes is too large (or unreadable), or None; reads the
+        header only of files over a limit."""
+        if size <= min(self.file_bytes, self.sqlite_bytes or self.file_bytes):
+            return None
+        try:
+            limit = self.sqlite_bytes if _has_sqlite_header(path) else self.file_bytes
+        except OSError as exc:
+            return f"cannot read ({exc.strerror})"
+        if limit is None or size <= limit:
+            return None
+        shown, most = fmt_bytes(size), fmt_bytes(limit)
+        if shown == most:
+            shown, most = f"{size} B", f"{limit} B"
+        return f"{shown} > limit {most}"
+
+
+def _has_sqlite_header(path: str) -> bool:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        return os.read(fd, len(SQLITE_HEADER)) == SQLITE_HEADER
+    finally:
+        os.close(fd)
+
+
+def scan(root: Path, patterns: Sequence[str], limits: Limits) -> ScanResult:
     """List the files under ``root`` that may be stored, and those left out."""
     excluder = Excluder(patterns)
     result = ScanResult()
-    _walk(root, "", excluder, max_bytes, result)
+    _walk(root, "", excluder, limits, result)
     result.candidates.sort(key=lambda c: c.rel)
     return result
 
 
-def _walk(folder: Path, prefix: str, ex: Excluder, max_bytes: int, out: ScanResult) -> None:
+def _walk(folder: Path, prefix: str, ex: Excluder, limits: Limits, out: ScanResult) -> None:
     try:
         entries = list(os.scandir(folder))
     except OSError as exc:
@@ -141,14 +176,11 @@ def _walk(folder: Path, prefix: str, ex: Excluder, max_bytes: int, out: ScanResu
         if stat.S_ISLNK(st.st_mode):
             out.skipped.append(Skipped(rel, "symlink (links are not followed or stored)"))
         elif stat.S_ISDIR(st.st_mode):
-            _walk(Path(entry.path), rel + "/", ex, max_bytes, out)
+            _walk(Path(entry.path), rel + "/", ex, limits, out)
         elif not stat.S_ISREG(st.st_mode):
             out.skipped.append(Skipped(rel, "not a regular file"))
-        elif st.st_size > max_bytes:
-            size, limit = fmt_bytes(st.st_size), fmt_bytes(max_bytes)
-            if size == limit:
-                size, limit = f"{st.st_size} B", f"{max_bytes} B"
-            out.skipped.append(Skipped(rel, f"{size} > limit {limit}"))
+        elif (too_large := limits.over(entry.path, st.st_size)) is not None:
+            out.skipped.append(Skipped(rel, too_large))
         else:
             mode = stat.S_IMODE(st.st_mode)
             out.candidates.append(Candidate(rel, entry.path, st.st_size, st.st_mtime_ns, mode))

@@ -16,6 +16,12 @@ Tables (all prefixed ``waha_sync_``):
 - ``commits``: numbered batches per instance; one push is one commit.
 - ``entries``: the current state per (instance, path), deletions as tombstones.
 - ``versions``: every version per (instance, path, commit) for restores as of a past time.
+- ``pieces``: large files stored as pieces (``piece_bytes`` set on the entry or version):
+  piece ``idx`` of ``path`` written by commit ``commit_id``: raw SHA-256, codec and the
+  encoded bytes (at most 256 KiB raw, so a value stays under 512 KiB). A version
+  records only the pieces that differ from the version before it; the whole list of a
+  version at commit C is, per ``idx``, the row with the highest ``commit_id`` <= C (see
+  ``waha_sync.common.pieces``).
 - view ``waha_sync_files``: stable columns for operators' own SQL (live files only).
 """
 
@@ -106,6 +112,31 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 ON waha_sync_entries (sha256)""",
             """CREATE INDEX IF NOT EXISTS waha_sync_versions_sha
                 ON waha_sync_versions (sha256)""",
+        ],
+    ),
+    (
+        3,
+        "large files as pieces: piece rows per version, piece size on entries and versions",
+        [
+            # A piece is named and verified by the SHA-256 of its raw bytes, and stored in
+            # its own row: a page-sized piece under a blob row and a chunk row of its own
+            # would cost three rows of overhead per page.
+            """CREATE TABLE IF NOT EXISTS waha_sync_pieces (
+                instance TEXT NOT NULL,
+                path TEXT NOT NULL,
+                idx BIGINT NOT NULL,
+                commit_id BIGINT NOT NULL,
+                sha256 BYTEA NOT NULL,
+                codec TEXT NOT NULL,
+                data BYTEA NOT NULL,
+                PRIMARY KEY (instance, path, idx, commit_id)
+            )""",
+            # Orphans of an interrupted upload are found by commit number.
+            """CREATE INDEX IF NOT EXISTS waha_sync_pieces_commit
+                ON waha_sync_pieces (instance, commit_id)""",
+            # NULL: the version is one whole blob (every row written before this migration).
+            """ALTER TABLE waha_sync_entries ADD COLUMN IF NOT EXISTS piece_bytes INT""",
+            """ALTER TABLE waha_sync_versions ADD COLUMN IF NOT EXISTS piece_bytes INT""",
         ],
     ),
 ]

@@ -14,11 +14,25 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from waha_sync.common.bulk import batches
 from waha_sync.common.content import EncodedBlob, encode, sha256_hex
-from waha_sync.common.read import SQLITE_MIME, FileVersion, Vanished, read_version
+from waha_sync.common.pieces import (
+    PIECED_MIN_BYTES,
+    PiecedFiles,
+    PiecedUpload,
+    PieceWriter,
+    upload_pieced,
+)
+from waha_sync.common.read import (
+    SQLITE_MIME,
+    FileVersion,
+    Vanished,
+    is_sqlite,
+    read_version,
+    unreadable,
+)
 from waha_sync.common.scan import Candidate, Skipped, fmt_bytes
 from waha_sync.common.store import Store, StoredEntry
 
@@ -44,6 +58,15 @@ class ShipReport:
     committed: list[StoredEntry] = field(default_factory=list)  # new versions recorded
     same: list[StoredEntry] = field(default_factory=list)  # read: content as stored
     gone: list[str] = field(default_factory=list)  # paths recorded as deleted
+    pieces_written: int = 0  # pieces of large files uploaded (changed pieces only)
+
+
+@dataclass(frozen=True)
+class _Pieced:
+    """A file stored as pieces: read later, in the shipping thread."""
+
+    candidate: Candidate
+    sqlite: bool
 
 
 @dataclass(frozen=True)
@@ -67,17 +90,23 @@ def unchanged_by_stat(c: Candidate, stored: StoredEntry | None) -> bool:
     )
 
 
-def _process_all(
-    cs: Sequence[Candidate], stored: Mapping[str, StoredEntry]
-) -> list[_Read | Skipped | str]:
+_Result = _Read | _Pieced | Skipped | str
+
+
+def _process_all(cs: Sequence[Candidate], stored: Mapping[str, StoredEntry]) -> list[_Result]:
     return [_process(c, stored.get(c.rel)) for c in cs]
 
 
-def _process(c: Candidate, stored: StoredEntry | None) -> _Read | Skipped | str:
+def _process(c: Candidate, stored: StoredEntry | None) -> _Result:
     try:
+        sqlite = is_sqlite(c.path)
+        if sqlite or c.size >= PIECED_MIN_BYTES:
+            return _Pieced(c, sqlite)
         got = read_version(c)
-    except Vanished:
+    except (Vanished, FileNotFoundError):
         return c.rel
+    except OSError as exc:
+        return unreadable(c.rel, exc)
     if isinstance(got, Skipped):
         return got
     return _to_read(got, stored)
@@ -85,7 +114,7 @@ def _process(c: Candidate, stored: StoredEntry | None) -> _Read | Skipped | str:
 
 def _to_read(v: FileVersion, stored: StoredEntry | None) -> _Read:
     sha = sha256_hex(v.data)
-    entry = StoredEntry(v.rel, sha, v.size, v.mode, v.mtime_ns, mime_of(v.rel, v.is_sqlite))
+    entry = StoredEntry(v.rel, sha, v.size, v.mode, v.mtime_ns, mime_of(v.rel, False))
     if stored is not None and (stored.sha256, stored.mode) == (sha, v.mode):
         return _Read(entry, None)
     return _Read(entry, encode(v.data, sha))
@@ -102,6 +131,8 @@ def ship(
     workers: int = 4,
     group_files: int = GROUP_FILES,
     on_group: Callable[[], None] | None = None,
+    *,
+    pieced: PiecedFiles,
 ) -> ShipReport:
     """Upload what changed among ``candidates``, then commit it with ``deleted`` as one batch.
 
@@ -109,16 +140,21 @@ def ship(
     detection). Files are read and uploaded ``group_files`` at a time (fewer:
     less memory held at once, more round trips); ``on_group`` is called after
     each group is uploaded (progress). Files that vanish mid-way are
-    committed as deletions if the database holds them. Raises what ``Store``
-    raises; nothing is committed then.
+    committed as deletions if the database holds them. SQLite databases and large
+    files go as pieces (``waha_sync.common.pieces``); ``pieced`` keeps their state
+    between calls. Raises what ``Store`` raises; nothing is committed then.
     """
     started = time.monotonic()
     report = ShipReport()
     changed: list[StoredEntry] = []
     todo = [c for c in candidates if not unchanged_by_stat(c, stored.get(c.rel))]
     report.unchanged = len(candidates) - len(todo)
+    files = pieced
+    writer = PieceWriter(store, instance, epoch)
+    big: list[_Pieced] = []
+    uploads: list[PiecedUpload] = []
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read") as pool:
-        pending: list[Future[list[_Read | Skipped | str]]] | None = None
+        pending: list[Future[list[_Result]]] | None = None
         groups = batches(todo, lambda c: c.size, GROUP_BYTES, group_files)
         for group in [*groups, []]:
             # Tasks of up to TASK_FILES files: one future per file cost more than the read.
@@ -126,7 +162,9 @@ def ship(
             parts = [group[i : i + step] for i in range(0, len(group), step)]
             nxt = [pool.submit(_process_all, part, stored) for part in parts]
             if pending is not None:
-                _upload([r for f in pending for r in f.result()], store, report, changed)
+                got = [r for f in pending for r in f.result()]
+                big.extend(r for r in got if isinstance(r, _Pieced))
+                _upload([r for r in got if not isinstance(r, _Pieced)], store, report, changed)
                 if on_group is not None:
                     on_group()
                 (log.info if len(todo) > group_files else log.debug)(
@@ -136,19 +174,64 @@ def ship(
                     fmt_bytes(report.bytes_raw),
                 )
             pending = nxt
+        for p in big:
+            _ship_pieced(p, writer, files, stored, pool, report, changed, uploads)
+            if on_group is not None:
+                on_group()
     gone = [p for p in report.vanished if p in stored] + list(deleted)
     if changed or gone:
-        result = store.commit(instance, epoch, holder, changed, gone)
+        pieces_for = writer.begin() if any(e.piece_bytes for e in changed) else None
+        result = store.commit(instance, epoch, holder, changed, gone, pieces_for)
         report.commit_id = result.commit_id
         report.deleted = result.files_deleted
-        report.committed = changed
+        report.committed = [
+            replace(e, commit_id=result.commit_id) if e.piece_bytes else e for e in changed
+        ]
         report.gone = gone
+    for u in uploads:  # stored now: the next ship builds on these lists
+        files.lists[u.entry.path] = u.pieces
+        if u.snapshot is not None:
+            files.followers[u.entry.path].acknowledge(u.snapshot)
+    for rel in (*report.vanished, *gone):
+        files.forget(rel)
     report.seconds = time.monotonic() - started
     return report
 
 
+def _ship_pieced(
+    p: _Pieced,
+    writer: PieceWriter,
+    files: PiecedFiles,
+    stored: Mapping[str, StoredEntry],
+    pool: ThreadPoolExecutor,
+    report: ShipReport,
+    changed: list[StoredEntry],
+    uploads: list[PiecedUpload],
+) -> None:
+    c = p.candidate
+    old = stored.get(c.rel)
+    try:
+        got = upload_pieced(writer, files, c, old, mime_of(c.rel, p.sqlite), p.sqlite, pool)
+    except FileNotFoundError:
+        report.vanished.append(c.rel)
+        return
+    if isinstance(got, Skipped):
+        report.skipped.append(got)
+        return
+    uploads.append(got)
+    if not got.changed and old is not None:
+        report.unchanged += 1
+        report.same.append(replace(got.entry, commit_id=old.commit_id))
+        return
+    changed.append(got.entry)
+    report.uploaded += 1
+    report.bytes_raw += got.entry.size_bytes
+    report.bytes_stored += got.bytes_stored
+    report.pieces_written += got.pieces_written
+
+
 def _upload(
-    results: list[_Read | Skipped | str],
+    results: list[_Result],
     store: Store,
     report: ShipReport,
     changed: list[StoredEntry],
@@ -159,6 +242,8 @@ def _upload(
             report.skipped.append(r)
         elif isinstance(r, str):
             report.vanished.append(r)
+        elif isinstance(r, _Pieced):
+            raise AssertionError("pieced files are shipped apart")
         elif r.blob is None:
             report.unchanged += 1
             report.same.append(r.entry)

@@ -27,7 +27,13 @@ from waha_sync.common.content import EncodedBlob
 
 @dataclass(frozen=True, slots=True)
 class StoredEntry:
-    """One live file as stored: where, what content, and its metadata."""
+    """One live file as stored: where, what content, and its metadata.
+
+    ``piece_bytes`` None: the content is the one blob ``sha256``. Otherwise the file is
+    stored as pieces of ``piece_bytes`` (the last one shorter) and ``sha256`` is the
+    SHA-256 of the concatenated raw SHA-256 digests of its pieces (``pieces.list_digest``);
+    ``commit_id`` is the commit that recorded this version (its pieces are read as of it).
+    """
 
     path: str
     sha256: str
@@ -38,6 +44,8 @@ class StoredEntry:
     codec: str = ""
     stored_bytes: int = 0
     updated_at: datetime | None = None
+    piece_bytes: int | None = None
+    commit_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -67,7 +75,8 @@ class GcBatch:
     entries: int = 0  # tombstone rows of the current state, deleted at or before the horizon
     commits: int = 0
     blobs: int = 0
-    bytes_freed: int = 0  # stored (compressed) bytes of the deleted blobs
+    pieces: int = 0  # piece rows of large files no retained version uses
+    bytes_freed: int = 0  # stored (compressed) bytes of the deleted blobs and pieces
 
 
 class Store(Protocol):
@@ -109,6 +118,34 @@ class Store(Protocol):
     def read_blobs(self, entries: Sequence[StoredEntry]) -> dict[str, list[bytes]]:
         """The stored chunks of each entry's blob, by SHA-256 (not yet decoded)."""
 
+    def piece_digests(self, name: str, path: str, commit_id: int, count: int) -> Iterator[bytes]:
+        """The raw 32-byte SHA-256 digests of pieces ``0..count-1`` of ``path`` as of
+        ``commit_id``, concatenated, a window at a time in index order.
+        Raises ``IntegrityError`` if any piece is missing."""
+
+    def piece_data(
+        self, name: str, path: str, commit_id: int, lo: int, hi: int
+    ) -> list[tuple[int, bytes, str, bytes]]:
+        """Pieces ``lo..hi-1`` of ``path`` as of ``commit_id``: ``(idx, raw sha256, codec,
+        encoded bytes)`` in index order. Raises ``IntegrityError`` if any is missing."""
+
+    def begin_pieces(self, name: str, epoch: int) -> int:
+        """Start writing pieces for the next commit: clears rows an unfinished upload left
+        above the last commit; returns the commit number they are written under.
+        Raises ``FencedError``."""
+
+    def put_pieces(
+        self,
+        name: str,
+        epoch: int,
+        commit_id: int,
+        path: str,
+        rows: Sequence[tuple[int, bytes, str, bytes]],
+    ) -> None:
+        """Record pieces ``(idx, raw sha256, codec, encoded bytes)`` of ``path`` for the
+        coming ``commit_id``; idempotent. Raises ``FencedError`` when the instance moved
+        on (another claim, or a commit under that number)."""
+
     def commit(
         self,
         name: str,
@@ -116,8 +153,15 @@ class Store(Protocol):
         holder: str,
         changed: Sequence[StoredEntry],
         deleted: Sequence[str],
+        pieces_for: int | None = None,
     ) -> CommitResult:
-        """Record one batch atomically: changed files (blobs already put) and tombstones."""
+        """Record one batch atomically: changed files (blobs already put) and tombstones.
+
+        ``pieces_for``: the number ``begin_pieces`` gave, when pieces were written for
+        this batch; the commit must get that number (else ``FencedError``). Piece rows
+        at or above the new number that belong to no pieced entry of ``changed`` are
+        dropped in the same transaction.
+        """
 
     def collect_garbage(
         self, name: str, retention: timedelta, grace: timedelta

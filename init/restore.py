@@ -150,7 +150,14 @@ def _restore_tree(
     factory: Callable[[], Store] | None,
 ) -> set[str]:
     """Write every file of the tree: pages go to forked processes when a factory is given."""
-    opts = WriteOptions(settings.sessions_dir, settings.uid, settings.gid, settings.workers, empty)
+    opts = WriteOptions(
+        settings.sessions_dir,
+        settings.instance,
+        settings.uid,
+        settings.gid,
+        settings.workers,
+        empty,
+    )
     procs = min(os.cpu_count() or 1, MAX_PROCESSES) if factory is not None else 1
     known: set[str] = set()
     results: list[PageResult] = []

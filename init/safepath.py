@@ -17,6 +17,7 @@ import errno
 import itertools
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from waha_sync.common.errors import UnsafePathError, write_failure
@@ -25,6 +26,12 @@ TMP_MARK = ".waha-sync-tmp-"
 _unique = itertools.count()  # next() is atomic under the GIL
 USE_UNNAMED = True  # O_TMPFILE + link where the filesystem supports it
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def check_rel(path: str) -> list[str]:
@@ -107,6 +114,11 @@ class TargetDir:
         to a temp name renamed over the final one. No fsync here (see
         ``sync_and_close``).
         """
+        self.write_with(path, lambda fd: _write_all(fd, data), mode, mtime_ns)
+
+    def write_with(self, path: str, fill: Callable[[int], None], mode: int, mtime_ns: int) -> None:
+        """Like ``write``, with the content written by ``fill(fd)`` (pieces, streamed);
+        whatever ``fill`` raises leaves nothing under the final name."""
         parts = check_rel(path)
         dfd = self.folder("/".join(parts[:-1]), path) if len(parts) > 1 else self._fds[""]
         name = parts[-1]
@@ -118,7 +130,8 @@ class TargetDir:
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
                 fd, named = os.open(tmp, flags, mode & 0o777, dir_fd=dfd), True
             try:
-                self._fill(fd, data, mode, mtime_ns)
+                fill(fd)
+                self._finish(fd, mode, mtime_ns)
                 if not named:
                     try:  # one directory operation: the fastest way to a final name
                         os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dfd)
@@ -129,11 +142,13 @@ class TargetDir:
             finally:
                 os.close(fd)
             os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-        except OSError as exc:
+        except BaseException as exc:
             if named:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp, dir_fd=dfd)
-            raise write_failure(path, exc) from exc
+            if isinstance(exc, OSError):
+                raise write_failure(path, exc) from exc
+            raise
 
     def _open_unnamed(self, dfd: int, mode: int) -> int | None:
         """An unnamed file in the folder, or None where O_TMPFILE or /proc is missing."""
@@ -147,10 +162,7 @@ class TargetDir:
             self._unnamed_ok = False
             return None
 
-    def _fill(self, fd: int, data: bytes, mode: int, mtime_ns: int) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+    def _finish(self, fd: int, mode: int, mtime_ns: int) -> None:
         if self.uid is not None or self.gid is not None:
             os.fchown(fd, *self._owner())
         if mode & (self._umask | 0o7000):  # open() could not set all of it

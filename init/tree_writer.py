@@ -19,6 +19,7 @@ from pathlib import Path
 
 from waha_sync.common.bulk import batches
 from waha_sync.common.content import decode
+from waha_sync.common.pieces import file_list_digest, write_pieces
 from waha_sync.common.store import Store, StoredEntry
 from waha_sync.init.safepath import TargetDir
 
@@ -29,6 +30,7 @@ WRITE_BATCH = 32  # files per write task
 @dataclass(frozen=True)
 class WriteOptions:
     root: Path
+    instance: str
     uid: int | None
     gid: int | None
     threads: int
@@ -48,6 +50,8 @@ def _same_locally(root: Path, e: StoredEntry) -> bool:
         st = path.lstat()
         if not path.is_file() or path.is_symlink() or st.st_size != e.size_bytes:
             return False
+        if e.piece_bytes is not None:
+            return file_list_digest(str(path), e.size_bytes, e.piece_bytes) == e.sha256
         return hashlib.sha256(path.read_bytes()).hexdigest() == e.sha256
     except OSError:
         return False
@@ -77,7 +81,15 @@ class PageWriter:
             same = list(self.pool.map(lambda e: _same_locally(self.opts.root, e), page))
             need = [e for e, s in zip(page, same, strict=True) if not s]
         writes: list[Future[None]] = []
-        for group in batches(need, lambda e: e.stored_bytes, FETCH_BYTES):
+        for e in [e for e in need if e.piece_bytes is not None]:  # streamed, one at a time
+            self.target.write_with(
+                e.path,
+                lambda fd, e=e: write_pieces(self.store, self.opts.instance, e, fd),  # type: ignore[misc]
+                e.mode,
+                e.mtime_ns,
+            )
+        need_blobs = [e for e in need if e.piece_bytes is None]
+        for group in batches(need_blobs, lambda e: e.stored_bytes, FETCH_BYTES):
             chunks = self.store.read_blobs(group)
             for part in batches(group, lambda e: 1, WRITE_BATCH):
                 batch = [(e, chunks.get(e.sha256, [])) for e in part]

@@ -139,6 +139,7 @@ class Sidecar:
             sync.status.progress_at = None
             sync.status.stopped = True
             sync.watcher.close()
+            sync.pieced.close()
             sync.store.close()
         if ok:
             log.info("%s: stopped; every change is in the database", sync.label)

@@ -48,7 +48,16 @@ def take_over(
 def lean(e: StoredEntry) -> StoredEntry:
     """What the sidecar keeps per shipped file: the comparison fields, shared strings."""
     mime = sys.intern(e.mime) if e.mime is not None else None
-    return StoredEntry(e.path, e.sha256, e.size_bytes, e.mode, e.mtime_ns, mime)
+    return StoredEntry(
+        e.path,
+        e.sha256,
+        e.size_bytes,
+        e.mode,
+        e.mtime_ns,
+        mime,
+        piece_bytes=e.piece_bytes,
+        commit_id=e.commit_id,
+    )
 
 
 def limit_malloc_arenas(count: int = 2) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from waha_sync.common.config import Settings
 from waha_sync.common.errors import ConfigError, FencedError, RefusedError, WahaSyncError
+from waha_sync.common.pieces import PiecedFiles
 from waha_sync.common.push import deletions, holder_name
 from waha_sync.common.scan import Candidate, Excluder, fmt_bytes, is_gone, scan
 from waha_sync.common.ship import ShipReport, ship
@@ -48,6 +49,7 @@ class TreeSync:
         self.excluder = Excluder(settings.excludes())
         self.pending = Pending(settings.debounce_seconds, settings.max_delay_seconds)
         self.watcher = TreeWatcher(self.root, self.excluder)
+        self.pieced = PiecedFiles(self.root)  # followers of SQLite databases, piece lists
         self.known: dict[str, StoredEntry] | None = None  # None until the first comparison
         self.epoch = 0
         self.holder = holder_name("sidecar")
@@ -127,7 +129,7 @@ class TreeSync:
     def _full_comparison(self, why: str) -> None:
         assert self.known is not None
         self.watcher.rescan_needed = False
-        found = scan(self.root, self.settings.excludes(), self.settings.max_file_bytes)
+        found = scan(self.root, self.settings.excludes(), self.settings.limits())
         gone = deletions(found, self.known, self.excluder)
         report = self._ship(found.candidates, gone)
         left_out = [s for s in (*found.skipped, *report.skipped) if not s.quiet]
@@ -178,8 +180,8 @@ class TreeSync:
             self._skip(rel, "symlink (links are not followed or stored)")
         elif not stat.S_ISREG(st.st_mode):
             self._skip(rel, "not a regular file")
-        elif st.st_size > (limit := self.settings.max_file_bytes):
-            self._skip(rel, f"{fmt_bytes(st.st_size)} > limit {fmt_bytes(limit)}")
+        elif (too_large := self.settings.limits().over(str(path), st.st_size)) is not None:
+            self._skip(rel, too_large)
         else:
             return Candidate(rel, str(path), st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
         return None
@@ -211,6 +213,7 @@ class TreeSync:
             self.settings.workers,
             group_files=GROUP_FILES,
             on_group=self.status.beat,
+            pieced=self.pieced,
         )
         st = self.status  # local totals follow each batch between full comparisons
         for e in (*report.committed, *report.same):

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from pathlib import Path
 
 from waha_sync.common.read import FileVersion, read_version
-from waha_sync.common.scan import Candidate, Skipped, scan
-from wahatree import SqliteWriter, make_sqlite
+from waha_sync.common.scan import Candidate, Limits, Skipped, scan
 
 SIZE = 4 * 1024 * 1024
 
 
 def _candidate(root: Path, rel: str) -> Candidate:
-    return next(c for c in scan(root, (), 1 << 30).candidates if c.rel == rel)
+    return next(c for c in scan(root, (), Limits(1 << 30)).candidates if c.rel == rel)
 
 
 def test_a_writer_pausing_mid_file_never_yields_a_torn_version(tmp_path: Path) -> None:
@@ -64,26 +62,3 @@ def test_half_written_json_is_read_again_until_valid(tmp_path: Path) -> None:
     threading.Thread(target=finish).start()
     got = read_version(_candidate(tmp_path, "creds.json"), json_retry_seconds=2.0)
     assert isinstance(got, FileVersion) and got.data == b'{"noiseKey": "abc"}'
-
-
-def test_sqlite_snapshot_is_consistent_under_a_live_writer(tmp_path: Path) -> None:
-    db = tmp_path / "gows.db"
-    make_sqlite(db, rows=10)
-    writer = SqliteWriter(db, rate_per_s=500)
-    writer.start()
-    try:
-        for _ in range(10):
-            before = writer.committed
-            got = read_version(_candidate(tmp_path, "gows.db"))
-            assert isinstance(got, FileVersion) and got.is_sqlite
-            snap = tmp_path / "snap.db"
-            snap.write_bytes(got.data)
-            conn = sqlite3.connect(snap)
-            ids = [r[0] for r in conn.execute("SELECT id FROM events ORDER BY id")]
-            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-            conn.close()
-            snap.unlink()
-            assert ids == list(range(1, len(ids) + 1))
-            assert len(ids) >= before
-    finally:
-        writer.stop()

@@ -1,0 +1,346 @@
+"""Large files as pieces: a new version stores only the pieces that changed.
+
+A SQLite database (whatever its size) and any other file over ``PIECED_MIN_BYTES`` is
+stored as fixed-size pieces: for SQLite, ``sqlite_piece_bytes(page size)`` (one page of
+4 KiB or more, several smaller pages), so a changed page costs one piece; for other
+files ``FILE_PIECE_BYTES``. Each piece is named and verified by the SHA-256 of its raw
+bytes. A version writes rows only for the pieces that differ from the version before it
+(``Store.put_pieces``, under the commit number it is about to get); the whole list of a
+version at commit C is, per index, the row of the highest commit at or before C. So what
+a version records grows with what changed, never with the file's size, and no periodic
+full list is needed: garbage collection folds old rows into the version at its horizon.
+
+The version's ``sha256`` is the SHA-256 of its pieces' raw digests concatenated in
+index order (``list_digest``), a hash list over the file's bytes: restore recomputes
+it from the bytes it wrote, so a file is verified whole, not only piece by piece.
+
+What changed is known without reading the file: a SQLite database is followed through
+its WAL (``SqliteFollower``: a scratch copy on the volume, brought forward by the WAL
+frames committed since, which name the pages they change), so a ship hashes and
+uploads the pieces of changed pages only. Other files are read whole when their size,
+mtime or mode changed, and only differing pieces are uploaded. Memory holds one group
+of pieces (``GROUP_BYTES``) and each file's list of digests (32 bytes per piece:
+2 MiB for a 1 GiB database), never a whole file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from waha_sync.common.content import pack, unpack
+from waha_sync.common.errors import IntegrityError
+from waha_sync.common.marker import MARKER_DIR
+from waha_sync.common.scan import Candidate, Skipped
+from waha_sync.common.sqlite_follow import Snapshot, SqliteFollower
+from waha_sync.common.store import Store, StoredEntry
+
+log = logging.getLogger("waha_sync.sync")
+
+PIECE_TARGET = 4096  # SQLite: the smallest piece, in bytes (a page when pages are larger)
+FILE_PIECE_BYTES = 256 * 1024  # other files: under the 512 KiB value limit when stored raw
+PIECED_MIN_BYTES = 8 * 1024 * 1024  # other files from this size on are stored as pieces
+GROUP_BYTES = 8 * 1024 * 1024  # raw bytes of pieces held, encoded and sent at once
+DIGEST = 32
+SCRATCH_DIR = "scratch"
+
+
+def sqlite_piece_bytes(page_size: int) -> int:
+    """Bytes per piece for a database of ``page_size`` (512 to 65536): whole pages."""
+    return page_size * max(1, PIECE_TARGET // page_size)
+
+
+def piece_count(size_bytes: int, piece_bytes: int) -> int:
+    return -(-size_bytes // piece_bytes)
+
+
+def list_digest(digests: bytes | bytearray | memoryview) -> str:
+    """The version's SHA-256: over the raw piece digests concatenated in index order."""
+    return hashlib.sha256(digests).hexdigest()
+
+
+@dataclass
+class PieceList:
+    """A stored version's piece digests (``32 * count`` bytes) and what they add up to."""
+
+    sha256: str
+    size_bytes: int
+    piece_bytes: int
+    digests: bytearray
+
+
+@dataclass
+class PiecedUpload:
+    """One pieced file read and its changed pieces uploaded; committed by the caller."""
+
+    entry: StoredEntry
+    pieces: PieceList
+    snapshot: Snapshot | None
+    changed: bool  # False: the same content as stored (nothing was written)
+    pieces_written: int = 0
+    bytes_raw: int = 0
+    bytes_stored: int = 0
+
+
+class PieceWriter:
+    """Writes the piece rows of one coming commit; the number is taken at the first write."""
+
+    def __init__(self, store: Store, instance: str, epoch: int) -> None:
+        self.store = store
+        self.instance = instance
+        self.epoch = epoch
+        self.commit_id: int | None = None
+
+    def begin(self) -> int:
+        """The commit number the rows go under; clears an unfinished upload's rows first.
+
+        Called before any commit that records a pieced version, even one that wrote no
+        row: rows an earlier attempt left under that number must not join the version.
+        """
+        if self.commit_id is None:
+            self.commit_id = self.store.begin_pieces(self.instance, self.epoch)
+        return self.commit_id
+
+    def put(self, path: str, rows: list[tuple[int, bytes, str, bytes]]) -> None:
+        self.store.put_pieces(self.instance, self.epoch, self.begin(), path, rows)
+
+
+@dataclass
+class PiecedFiles:
+    """Per tree: the SQLite followers and the piece lists last committed, by path.
+
+    A long-running sidecar keeps one, so a ship of a busy database reads only the
+    pages its WAL says changed; ``push`` uses one for a single run. ``close`` removes
+    the scratch copies.
+    """
+
+    root: Path
+    lists: dict[str, PieceList] = field(default_factory=dict)
+    followers: dict[str, SqliteFollower] = field(default_factory=dict)
+
+    def follower(self, c: Candidate) -> SqliteFollower:
+        got = self.followers.get(c.rel)
+        if got is None:
+            folder = self.root / MARKER_DIR / SCRATCH_DIR
+            folder.mkdir(parents=True, exist_ok=True)
+            name = hashlib.sha256(c.rel.encode()).hexdigest()[:32] + ".db"
+            got = self.followers[c.rel] = SqliteFollower(c.path, str(folder / name))
+        return got
+
+    def forget(self, rel: str) -> None:
+        """A path is gone or no longer pieced: drop its follower (and scratch copy)."""
+        self.lists.pop(rel, None)
+        if (f := self.followers.pop(rel, None)) is not None:
+            f.close()
+
+    def close(self) -> None:
+        for rel in list(self.followers):
+            self.forget(rel)
+
+
+class _Changing(Exception):
+    pass
+
+
+def _stored_list(
+    store: Store, instance: str, stored: StoredEntry | None, known: PieceList | None
+) -> PieceList | None:
+    """The digests of the stored version, from memory or the database; None when there
+    is no pieced version to build on."""
+    if stored is None or stored.piece_bytes is None:
+        return None
+    if known is not None and (known.sha256, known.piece_bytes) == (
+        stored.sha256,
+        stored.piece_bytes,
+    ):
+        return known
+    count = piece_count(stored.size_bytes, stored.piece_bytes)
+    digests = bytearray()
+    for window in store.piece_digests(instance, stored.path, stored.commit_id, count):
+        digests += window
+    if list_digest(digests) != stored.sha256:
+        log.warning("%s: stored piece list does not add up; storing every piece", stored.path)
+        return None
+    return PieceList(stored.sha256, stored.size_bytes, stored.piece_bytes, digests)
+
+
+def _indexes(
+    base: PieceList | None, size: int, pb: int, page_size: int, pages: frozenset[int] | None
+) -> Iterable[int]:
+    """Piece indexes that may differ from ``base``: all of them without a base or a page list."""
+    count = piece_count(size, pb)
+    if base is None or base.piece_bytes != pb or pages is None:
+        return range(count)
+    old = piece_count(base.size_bytes, pb)
+    todo = {(p - 1) * page_size // pb for p in pages}
+    todo.update(range(max(0, min(old, count) - 1), count))  # a last piece that grew or shrank
+    return sorted(i for i in todo if i < count)
+
+
+def _read_piece(fd: int, idx: int, pb: int, size: int) -> bytes:
+    want = min(pb, size - idx * pb)
+    data = os.pread(fd, want, idx * pb)
+    if len(data) != want:
+        raise _Changing
+    return data
+
+
+def _encode(item: tuple[int, bytes]) -> tuple[int, bytes, str, bytes]:
+    idx, data = item
+    codec, packed = pack(data)
+    return idx, hashlib.sha256(data).digest(), codec, packed
+
+
+def upload_pieced(
+    writer: PieceWriter,
+    files: PiecedFiles,
+    c: Candidate,
+    stored: StoredEntry | None,
+    mime: str | None,
+    sqlite: bool,
+    pool: ThreadPoolExecutor,
+) -> PiecedUpload | Skipped:
+    """Read ``c`` as pieces, upload those that differ from ``stored``, and describe the
+    new version (not yet committed: apply ``PiecedUpload`` after the commit).
+
+    Raises ``FileNotFoundError`` when the file vanished, what ``Store`` raises
+    (``FencedError``, ``DatabaseUnavailable``); a database that cannot be snapshotted or
+    a file that keeps changing is a ``Skipped``.
+    """
+    import sqlite3
+
+    snap: Snapshot | None = None
+    try:
+        if sqlite:
+            snap = files.follower(c).snapshot()
+            source, size, page_size = snap.path, snap.size_bytes, snap.page_size
+            pb, pages = sqlite_piece_bytes(page_size), snap.changed_pages
+        else:
+            source, size, page_size = c.path, c.size, FILE_PIECE_BYTES
+            pb, pages = FILE_PIECE_BYTES, None
+    except sqlite3.Error as exc:
+        return Skipped(c.rel, f"SQLite snapshot failed ({exc})")
+    base = _stored_list(writer.store, writer.instance, stored, files.lists.get(c.rel))
+    if base is not None and base.piece_bytes != pb:
+        base = None  # the page size changed: every piece is new
+    count = piece_count(size, pb)
+    digests = bytearray(DIGEST * count)
+    if base is not None:
+        kept = min(len(base.digests), len(digests))
+        digests[:kept] = base.digests[:kept]
+    written = raw = stored_bytes = 0
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        if sqlite:  # the follower has just written it: someone removed our folder
+            raise IntegrityError(f"{c.rel}: scratch copy {source} vanished") from None
+        raise
+    try:
+        if not sqlite and _moved(fd, c):
+            return Skipped(c.rel, "kept changing while being read; will retry")
+        for group in _groups(_indexes(base, size, pb, page_size, pages), pb):
+            rows = []
+            pieces = [(i, _read_piece(fd, i, pb, size)) for i in group]
+            for idx, digest, codec, packed in pool.map(_encode, pieces):
+                at = slice(DIGEST * idx, DIGEST * (idx + 1))
+                if base is not None and digests[at] == digest:
+                    continue
+                digests[at] = digest
+                rows.append((idx, digest, codec, packed))
+                raw += min(pb, size - idx * pb)
+                stored_bytes += len(packed)
+            if rows:
+                writer.put(c.rel, rows)
+                written += len(rows)
+        if not sqlite and _moved(fd, c):
+            return Skipped(c.rel, "kept changing while being read; will retry")
+    except _Changing:
+        return Skipped(c.rel, "kept changing while being read; will retry")
+    finally:
+        os.close(fd)
+    sha = list_digest(digests)
+    entry = StoredEntry(c.rel, sha, size, c.mode, c.mtime_ns, mime, piece_bytes=pb)
+    same = stored is not None and (stored.sha256, stored.mode, stored.piece_bytes) == (
+        sha,
+        c.mode,
+        pb,
+    )
+    return PiecedUpload(
+        entry, PieceList(sha, size, pb, digests), snap, not same, written, raw, stored_bytes
+    )
+
+
+def _moved(fd: int, c: Candidate) -> bool:
+    st = os.fstat(fd)
+    return (st.st_size, st.st_mtime_ns) != (c.size, c.mtime_ns)
+
+
+def _groups(indexes: Iterable[int], pb: int) -> Iterator[list[int]]:
+    per = max(1, GROUP_BYTES // pb)
+    group: list[int] = []
+    for i in indexes:
+        group.append(i)
+        if len(group) >= per:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def file_list_digest(path: str, size: int, piece_bytes: int) -> str:
+    """The list digest of a local file cut into ``piece_bytes`` pieces (restore's check)."""
+    digests = bytearray()
+    with open(path, "rb", buffering=0) as f:
+        for idx in range(piece_count(size, piece_bytes)):
+            data = f.read(piece_bytes)
+            if len(data) != min(piece_bytes, size - idx * piece_bytes):
+                return ""
+            digests += hashlib.sha256(data).digest()
+        if f.read(1):
+            return ""
+    return list_digest(digests)
+
+
+def write_pieces(
+    store: Store, instance: str, entry: StoredEntry, fd: int, window_pieces: int = 0
+) -> None:
+    """Write the pieced version ``entry`` into ``fd`` (an empty file) from the database,
+    verifying every piece's SHA-256 and the list digest of the whole.
+
+    Raises ``IntegrityError`` naming the path on a missing, corrupt or mismatching piece.
+    """
+    assert entry.piece_bytes is not None
+    pb = entry.piece_bytes
+    count = piece_count(entry.size_bytes, pb)
+    step = window_pieces or max(1, GROUP_BYTES // pb)
+    digests = hashlib.sha256()
+    for lo in range(0, count, step):
+        hi = min(count, lo + step)
+        for idx, digest, codec, packed in store.piece_data(
+            instance, entry.path, entry.commit_id, lo, hi
+        ):
+            want = min(pb, entry.size_bytes - idx * pb)
+            data = unpack(codec, packed, want, entry.path)
+            if len(data) != want or hashlib.sha256(data).digest() != digest:
+                raise IntegrityError(
+                    f"{entry.path}: stored piece {idx} does not match its SHA-256",
+                    "push the file again from a good copy, or restore --at an earlier time",
+                )
+            view = memoryview(data)
+            offset = idx * pb
+            while view:
+                n = os.pwrite(fd, view, offset)
+                view, offset = view[n:], offset + n
+            digests.update(digest)
+    if digests.hexdigest() != entry.sha256:
+        raise IntegrityError(
+            f"{entry.path}: stored pieces do not add up to the version's SHA-256 "
+            f"{entry.sha256[:12]}…",
+            "push the file again from a good copy, or restore --at an earlier time",
+        )
+    os.ftruncate(fd, entry.size_bytes)
