@@ -150,6 +150,38 @@ ORDER BY idx, commit_id DESC
 PIECE_DIGESTS = _PIECE_WINDOW.format(cols="sha256")
 PIECE_DATA = _PIECE_WINDOW.format(cols="sha256, codec, data")
 
+# What each path costs in the database (stored, compressed bytes): its live version, and
+# everything its retained history adds. Whole blobs may be shared by several paths (same
+# content): each path counts them. Read every few minutes for /status and /metrics.
+USAGE_BLOBS = """
+SELECT u.path, sum(CASE WHEN u.live THEN b.stored_bytes ELSE 0 END), sum(b.stored_bytes)
+FROM (SELECT path, sha256, bool_or(live) AS live FROM (
+          SELECT path, sha256, true AS live FROM waha_sync_entries
+          WHERE instance = :n AND NOT deleted AND piece_bytes IS NULL
+          UNION ALL
+          SELECT path, sha256, false FROM waha_sync_versions
+          WHERE instance = :n AND sha256 IS NOT NULL AND piece_bytes IS NULL) AS r
+      GROUP BY path, sha256) AS u
+JOIN waha_sync_blobs b ON b.sha256 = u.sha256
+GROUP BY u.path
+"""
+# A piece row is live when it is the newest of its index and the path's live version is
+# pieces that reach that far (every committed row of a path is at or before its version).
+USAGE_PIECES = """
+SELECT path, sum(CASE WHEN live THEN n ELSE 0 END), sum(n) FROM (
+    SELECT p.path, length(p.data) AS n,
+           e.piece_bytes IS NOT NULL AND p.idx * e.piece_bytes < e.size_bytes
+               AND row_number() OVER (PARTITION BY p.path, p.idx ORDER BY p.commit_id DESC) = 1
+               AS live
+    FROM waha_sync_pieces p
+    LEFT JOIN waha_sync_entries e ON e.instance = p.instance AND e.path = p.path
+        AND NOT e.deleted
+    WHERE p.instance = :n
+        AND p.commit_id <= (SELECT last_commit FROM waha_sync_instances WHERE instance = :n)
+) AS r
+GROUP BY path
+"""
+
 # Garbage collection (waha_sync.common.gc). The horizon commit is the last one
 # made at or before now() - retention; every state from it on stays restorable.
 GC_HORIZON = """

@@ -318,6 +318,16 @@ class PgStore:
 
         return self.db.transaction(write)
 
+    def usage(self, name: str) -> dict[str, tuple[int, int]]:
+        def read(tx: Tx) -> list[list[Any]]:
+            return tx.run(sql.USAGE_BLOBS, n=name) + tx.run(sql.USAGE_PIECES, n=name)
+
+        out: dict[str, tuple[int, int]] = {}
+        for path, live, total in self.db.transaction(read):
+            was = out.get(path, (0, 0))
+            out[path] = (was[0] + int(live or 0), was[1] + int(total or 0))
+        return out
+
     def collect_garbage(
         self, name: str, retention: timedelta, grace: timedelta
     ) -> Iterator[GcBatch]:

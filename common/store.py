@@ -163,6 +163,10 @@ class Store(Protocol):
         dropped in the same transaction.
         """
 
+    def usage(self, name: str) -> dict[str, tuple[int, int]]:
+        """Stored (compressed) bytes per path: ``(live version, live plus retained
+        history)``; paths whose every version is gone are left out."""
+
     def collect_garbage(
         self, name: str, retention: timedelta, grace: timedelta
     ) -> Iterator[GcBatch]:

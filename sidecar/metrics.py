@@ -94,6 +94,20 @@ class _ViewCollector(Collector):
             "restore_files": family(GaugeMetricFamily, "restore_files", "Files it restored."),
         }
         skipped = family(GaugeMetricFamily, "skipped_files", "Files left out, by reason.", "reason")
+        usage = {
+            "stored": family(
+                GaugeMetricFamily,
+                "session_stored_bytes",
+                "Compressed bytes a session's live files take in the database.",
+                "session",
+            ),
+            "history": family(
+                GaugeMetricFamily,
+                "session_history_bytes",
+                "Compressed bytes a session's retained history adds in the database.",
+                "session",
+            ),
+        }
         for t in view.trees:
             s, label = live.get(t.label, t.status), [t.label]
             for key, metric in counters.items():
@@ -122,10 +136,16 @@ class _ViewCollector(Collector):
             for key, value in values.items():
                 if value is not None:
                     gauges[key].add_metric(label, value)  # type: ignore[attr-defined]
+            for x in (*t.sessions, *([t.other] if t.other is not None else [])):
+                if x.stored_bytes is not None and x.history_bytes is not None:
+                    who = [t.label, x.name or "(outside sessions)"]
+                    usage["stored"].add_metric(who, x.stored_bytes)  # type: ignore[attr-defined]
+                    usage["history"].add_metric(who, x.history_bytes)  # type: ignore[attr-defined]
         yield from counters.values()
         yield errors
         yield from gauges.values()
         yield skipped
+        yield from usage.values()
 
 
 class Metrics:

@@ -29,11 +29,14 @@ from waha_sync.sidecar.view import (
     is_fenced,
     totals,
     tree_problem,
+    usage_by_session,
+    with_usage,
 )
 
 log = logging.getLogger("waha_sync.http")
 CHECK_SECONDS = 2.0
 PROBE_TIMEOUT = 5.0
+USAGE_SECONDS = 300.0  # how often the database is asked what each session costs
 
 
 class Monitor:
@@ -55,6 +58,8 @@ class Monitor:
         self.rounds = 0  # completed checks, for /livez
         self.round_started: float | None = None  # monotonic, while a check runs
         self._totals: dict[str, tuple[object, tuple[SessionTotals, ...], SessionTotals]] = {}
+        self._usage: dict[str, dict[str | None, tuple[int, int]]] = {}
+        self._usage_due: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="health", daemon=True)
 
@@ -123,6 +128,9 @@ class Monitor:
         except WahaSyncError as exc:
             marker, marker_error = None, exc.message
         sessions, rest = self._session_totals(sync, status)
+        usage = self._read_usage(sync, db)
+        sessions = tuple(with_usage(x, usage) for x in sessions)
+        rest = with_usage(rest, usage)
         problem = tree_problem(status, db, marker, marker_error, time.time(), self.unhealthy_after)
         stored = [*sessions, rest]
         return TreeView(
@@ -154,6 +162,21 @@ class Monitor:
         )
         self._totals[sync.label] = (key, sessions, rest)
         return sessions, rest
+
+    def _read_usage(self, sync: TreeSync, db: DbView) -> dict[str | None, tuple[int, int]]:
+        """Stored and history bytes per session, read every ``USAGE_SECONDS`` once the first
+        comparison is done; the last answer is kept while a read fails."""
+        now = time.monotonic()
+        if db.up and sync.known is not None and now >= self._usage_due.get(sync.label, 0.0):
+            self._usage_due[sync.label] = now + USAGE_SECONDS
+            try:
+                per_path = self.stores[sync.label].usage(sync.name)
+            except Exception as exc:
+                log.debug("%s: usage not read: %s", sync.label, exc)
+            else:
+                by = self.by_session.get(sync.label, True)
+                self._usage[sync.label] = usage_by_session(per_path, by_session=by)
+        return self._usage.get(sync.label, {})
 
     def alive(self, stall_seconds: float) -> bool:
         """False once a check has been running for longer than ``stall_seconds``."""

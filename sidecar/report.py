@@ -56,6 +56,8 @@ def _session(s: SessionTotals) -> dict[str, Any]:
         "last_change": iso(s.last_change),
         "pending": s.pending,
         "skipped": s.skipped,
+        "stored_bytes": s.stored_bytes,
+        "history_bytes": s.history_bytes,
     }
 
 

@@ -7,7 +7,7 @@ database or on the syncer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from waha_sync.common.store import StoredEntry
@@ -39,6 +39,8 @@ class SessionTotals:
     last_change: float | None  # newest mtime of its stored files (wall clock)
     pending: int = 0
     skipped: int = 0
+    stored_bytes: int | None = None  # compressed bytes of the live versions in the database
+    history_bytes: int | None = None  # what retained history adds (None: not read yet)
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,26 @@ def totals(
     rest = make("", rows.pop(None, [0, 0, 0, 0, 0]))
     sessions = tuple(make(str(k), r) for k, r in sorted(rows.items(), key=lambda kv: str(kv[0])))
     return sessions, rest
+
+
+def with_usage(s: SessionTotals, usage: dict[str | None, tuple[int, int]]) -> SessionTotals:
+    """``s`` with its database usage (``(live, live + history)`` by session) filled in."""
+    got = usage.get(s.name or None)
+    if got is None:
+        return s
+    return replace(s, stored_bytes=got[0], history_bytes=got[1] - got[0])
+
+
+def usage_by_session(
+    per_path: dict[str, tuple[int, int]], *, by_session: bool
+) -> dict[str | None, tuple[int, int]]:
+    """``Store.usage`` summed per session folder (None: files outside sessions)."""
+    out: dict[str | None, tuple[int, int]] = {}
+    for rel, (live, total) in per_path.items():
+        key = session_of(rel) if by_session else None
+        was = out.get(key, (0, 0))
+        out[key] = (was[0] + live, was[1] + total)
+    return out
 
 
 def is_fenced(status: dict[str, Any], db: DbView) -> bool:

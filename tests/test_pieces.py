@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import signal
 import sqlite3
@@ -21,6 +22,7 @@ import pytest
 from test_gc import backdate
 
 from conftest import DbTarget
+from podsim import SidecarProc
 
 MIB = 1024 * 1024
 
@@ -282,3 +284,97 @@ def test_large_database_round_trip(plain_db: DbTarget, tmp_path: Path) -> None:
     push(db, root)
     out = restore(db, tmp_path / "out")
     assert content(out / "gows" / "big" / "gows.db") == content(gows)
+
+
+def test_status_and_metrics_show_stored_and_history_bytes(db: DbTarget, tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    gows = root / "gows" / "alice" / "gows.db"
+    fill(gows, 2)
+    (root / "gows" / "alice" / "note.json").write_text('{"v": 1}')
+    push(db, root)
+    conn = sqlite3.connect(gows)
+    conn.execute("UPDATE sessions SET record = ? WHERE id < 100", (os.urandom(600),))
+    conn.commit()
+    conn.close()
+    (root / "gows" / "alice" / "note.json").write_text('{"v": 2}')
+    push(db, root)
+    restored = tmp_path / "pod"
+    assert db.cli("restore", "--sessions-dir", str(restored)) == 0
+    side = SidecarProc(db, restored, tmp_path / "side.log").start().ready()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            sessions = json.loads(side.get("/status").body)["trees"][0]["sessions"]
+            if sessions and sessions[0]["history_bytes"] is not None:
+                break
+            assert time.monotonic() < deadline, sessions
+            time.sleep(0.2)
+        session = sessions[0]
+        assert session["name"] == "gows/alice"
+        assert session["stored_bytes"] > 0 and session["history_bytes"] > 0, session
+        total = db.sql("SELECT sum(length(data)) FROM waha_sync_pieces")[0][0]
+        blobs = db.sql("SELECT sum(stored_bytes) FROM waha_sync_blobs")[0][0]
+        assert session["stored_bytes"] + session["history_bytes"] == int(str(total)) + int(
+            str(blobs)
+        )
+        metrics = side.get("/metrics").body.decode()
+        assert (
+            f'waha_sync_session_history_bytes{{session="gows/alice",tree="sessions"}} '
+            f"{float(session['history_bytes'])}" in metrics
+        ), metrics
+    finally:
+        side.stop_ok()
+
+
+def test_sidecar_ships_a_busy_database_by_its_changed_pages(db: DbTarget, tmp_path: Path) -> None:
+    """A writer with no busy timeout keeps writing while the sidecar ships: no error, every
+    commit the writer made before the final flush is in the restored database."""
+    root = tmp_path / "s"
+    gows = root / "gows" / "bob" / "gows.db"
+    fill(gows, 8)
+    push(db, root)
+    pod = tmp_path / "pod"
+    assert db.cli("restore", "--sessions-dir", str(pod)) == 0
+    live = pod / "gows" / "bob" / "gows.db"
+    side = SidecarProc(db, pod, tmp_path / "side.log").start().ready()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _BUSY_WRITER, str(live), "6"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    out, _ = writer.communicate(timeout=60)
+    errors, last = (int(x) for x in out.split())
+    assert errors == 0
+    side.stop_ok()
+    want = content(live)
+    out_dir = restore(db, tmp_path / "out")
+    got = out_dir / "gows" / "bob" / "gows.db"
+    assert content(got) == want
+    conn = sqlite3.connect(got)
+    assert conn.execute("SELECT max(id) FROM messages").fetchone()[0] == last
+    conn.close()
+    shipped = db.sql("SELECT count(*) FROM waha_sync_commits")[0][0]
+    assert int(str(shipped)) >= 3  # the push, changes while writing, the final flush
+
+
+# A whatsmeow-like writer: one message insert and one random session update per transaction,
+# 30 per second, busy timeout 0 (any SQLITE_BUSY is counted); prints errors and the last id.
+_BUSY_WRITER = """
+import os, random, sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)
+conn.execute("PRAGMA busy_timeout=0")
+errors, last, end = 0, 0, time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        cur = conn.execute("INSERT INTO messages (chat, body) VALUES ('x', ?)", (os.urandom(700),))
+        conn.execute("UPDATE sessions SET record = ? WHERE id = ?",
+                     (os.urandom(600), random.randrange(300)))
+        conn.execute("COMMIT")
+        last = cur.lastrowid
+    except sqlite3.OperationalError:
+        errors += 1
+        conn.execute("ROLLBACK") if conn.in_transaction else None
+    time.sleep(1 / 30)
+print(errors, last)
+"""
