@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from waha_sync import __version__, commands, flags, info, local
+from waha_sync import __version__, commands, flags, gridfs, info, local
 from waha_sync.common.cli_settings import add_setting_flags, load_settings, start_warnings
 from waha_sync.common.errors import WahaSyncError
 from waha_sync.common.logs import scrub, setup_logging
@@ -59,6 +59,7 @@ COMMANDS = {
         "data lives in the user's state directory (printed), restores --sessions-dir from it, "
         "then syncs it continuously until Ctrl-C (which ships what is pending first).",
     ),
+    "import-gridfs": (gridfs.run_import_gridfs, gridfs.SUMMARY, gridfs.DETAIL),
     "ls": (info.run_ls, "List the stored live files of the instance.", None),
     "check": (
         info.run_check,
