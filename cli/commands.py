@@ -30,6 +30,7 @@ COMPONENT = {
     "ls": "cli",
     "check": "cli",
     "up": "sync",
+    "import-gridfs": "sync",
 }
 PROBE_S = 5.0  # the health check's connect and I/O timeout
 

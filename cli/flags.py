@@ -34,6 +34,10 @@ def add_command_flags(name: str, sub: argparse.ArgumentParser) -> None:
             metavar="PORT",
             help="TCP port of the embedded PostgreSQL (default: a free one).",
         )
+    if name == "import-gridfs":
+        from waha_sync.gridfs import add_flags
+
+        add_flags(sub)
     if name == "ls":
         sub.add_argument("--json", action="store_true", help="Print one JSON array.")
 

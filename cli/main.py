@@ -12,8 +12,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from waha_sync import __version__, commands, flags, info, local
-from waha_sync.common.cli_settings import add_setting_flags, load_settings
+from waha_sync import __version__, commands, flags, gridfs, info, local
+from waha_sync.common.cli_settings import add_setting_flags, load_settings, start_warnings
 from waha_sync.common.errors import WahaSyncError
 from waha_sync.common.logs import scrub, setup_logging
 
@@ -59,6 +59,7 @@ COMMANDS = {
         "data lives in the user's state directory (printed), restores --sessions-dir from it, "
         "then syncs it continuously until Ctrl-C (which ships what is pending first).",
     ),
+    "import-gridfs": (gridfs.run_import_gridfs, gridfs.SUMMARY, gridfs.DETAIL),
     "ls": (info.run_ls, "List the stored live files of the instance.", None),
     "check": (
         info.run_check,
@@ -93,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         debug = settings.log_level == "DEBUG"
         setup_logging(settings.log_level, settings.log_format)
         logging_ready = True
+        for line in start_warnings(args, settings, args.command):
+            logging.getLogger(f"waha_sync.{commands.COMPONENT[args.command]}").warning("%s", line)
         code: int = args.handler(settings, args)
         return code
     except WahaSyncError as exc:

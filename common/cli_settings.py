@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from waha_sync.common.config import HINTS, Settings
+from waha_sync.common.config import HINTS, Settings, media_warnings, setting_name_warnings
 from waha_sync.common.errors import ConfigError
 from waha_sync.common.logs import register_secret
 from waha_sync.common.pgurl import redact_url
@@ -96,3 +96,17 @@ def load_settings(args: argparse.Namespace | None = None) -> Settings:
         if secret is not None:
             register_secret(secret.get_secret_value())
     return settings
+
+
+MEDIA_COMMANDS = frozenset({"restore", "sidecar", "up"})
+
+
+def start_warnings(args: argparse.Namespace, settings: Settings, command: str) -> list[str]:
+    """The warnings a command logs once at start (never a secret value): WAHA's names in use,
+    names that disagree, and, for commands that handle media, WAHA's media settings."""
+    flags = frozenset(k.removeprefix("setting_") for k in vars(args) if k.startswith("setting_"))
+    secrets_dir = getattr(args, "secrets_dir", None) or os.environ.get(SECRETS_DIR_ENV)
+    lines = setting_name_warnings(os.environ, Path(secrets_dir) if secrets_dir else None, flags)
+    if command in MEDIA_COMMANDS:
+        lines += media_warnings(settings)
+    return lines

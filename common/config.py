@@ -9,7 +9,9 @@ flags are generated from this model in ``waha_sync.common.cli_settings``.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -72,7 +74,7 @@ HINTS: dict[str, str] = {
     "retention_hours": "--retention-hours 168 (history kept for `restore --at`; at least 1)",
     "gc_interval_seconds": "--gc-interval-seconds 3600 (0 turns garbage collection off)",
     "media_dir": "--media-dir /app/.media",
-    "media_storage": "--media-storage postgresql (or local: media is not synced)",
+    "media_storage": "--media-storage postgresql (or local / s3: media is not synced)",
     "media_database_url": "--media-database-url 'postgresql://user:password@host:5432/media'",
     "restore_media": "--restore-media false (true or false)",
     **HTTP_HINTS,
@@ -97,8 +99,9 @@ class Settings(HttpSettings):
             "WHATSAPP_SESSIONS_POSTGRESQL_URL",
             "DATABASE_URL",
         ),
-        description="libpq URL of the PostgreSQL or CockroachDB database "
-        "(env WAHA_SYNC_DATABASE_URL, WHATSAPP_SESSIONS_POSTGRESQL_URL or DATABASE_URL).",
+        description="libpq URL of the PostgreSQL or CockroachDB database (env "
+        "WAHA_SYNC_DATABASE_URL; WHATSAPP_SESSIONS_POSTGRESQL_URL and DATABASE_URL are accepted "
+        "too).",
     )
     sessions_dir: Path = Field(
         default=Path("/app/.sessions"), description="WAHA's sessions directory."
@@ -196,21 +199,21 @@ class Settings(HttpSettings):
         default=Path("/app/.media"),
         description="WAHA's media directory, synced when media storage is postgresql.",
     )
-    media_storage: Literal["local", "postgresql"] = Field(
+    media_storage: Literal["local", "postgresql", "s3"] = Field(
         default="local",
         validation_alias=AliasChoices(
             "media_storage", "WAHA_SYNC_MEDIA_STORAGE", "WAHA_MEDIA_STORAGE"
         ),
-        description="postgresql: sync --media-dir too, as its own tree (env "
-        "WAHA_SYNC_MEDIA_STORAGE or WAHA_MEDIA_STORAGE).",
+        description="postgresql: sync --media-dir too, as its own tree; local or s3: media is "
+        "not synced (any case; WAHA's own WAHA_MEDIA_STORAGE is accepted too).",
     )
     media_database_url: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices(
             "media_database_url", "WAHA_SYNC_MEDIA_DATABASE_URL", "WAHA_MEDIA_POSTGRESQL_URL"
         ),
-        description="Database for media (env WAHA_SYNC_MEDIA_DATABASE_URL or "
-        "WAHA_MEDIA_POSTGRESQL_URL); default: the main database.",
+        description="Database for media (WAHA's own WAHA_MEDIA_POSTGRESQL_URL is accepted "
+        "too); default: the main database.",
     )
     restore_media: bool = Field(
         default=True, description="Whether restore also fills --media-dir (when media syncs)."
@@ -270,3 +273,132 @@ class Settings(HttpSettings):
     def excludes(self) -> tuple[str, ...]:
         """The effective exclude globs: the setting plus what is never stored."""
         return (*self.exclude, *ALWAYS_EXCLUDED)
+
+
+# Names that WAHA reads too, accepted by waha-sync as aliases of its own settings, and what the
+# same name does to WAHA. Each one found logs one warning at start; start.sh never passes them
+# to WAHA.
+WAHA_NAMES: dict[str, tuple[str, str]] = {
+    "WHATSAPP_SESSIONS_POSTGRESQL_URL": (
+        "WAHA_SYNC_DATABASE_URL",
+        "WAHA (>= 2026.6) reads the same name and then keeps its sessions in PostgreSQL itself",
+    ),
+    "WAHA_MEDIA_STORAGE": (
+        "WAHA_SYNC_MEDIA_STORAGE",
+        "WAHA reads the same name to choose where it keeps received media "
+        "(LOCAL, S3, or POSTGRESQL: its own tables)",
+    ),
+    "WAHA_MEDIA_POSTGRESQL_URL": (
+        "WAHA_SYNC_MEDIA_DATABASE_URL",
+        "WAHA reads the same name as the database of its own PostgreSQL media storage",
+    ),
+}
+
+# Every environment name of a setting that has more than one, in the order they win: the
+# canonical WAHA_SYNC_ name first. The environment beats secret files whatever the name.
+SETTING_NAMES: dict[str, tuple[str, ...]] = {
+    "database_url": (
+        "WAHA_SYNC_DATABASE_URL",
+        "WHATSAPP_SESSIONS_POSTGRESQL_URL",
+        "DATABASE_URL",
+    ),
+    "media_storage": ("WAHA_SYNC_MEDIA_STORAGE", "WAHA_MEDIA_STORAGE"),
+    "media_database_url": ("WAHA_SYNC_MEDIA_DATABASE_URL", "WAHA_MEDIA_POSTGRESQL_URL"),
+}
+
+WAHA_FILES_FOLDER_DEFAULT = "/tmp/whatsapp-files"  # noqa: S108 - WAHA's own default
+WAHA_FILES_LIFETIME_DEFAULT = "180"  # seconds, WAHA's default
+
+
+def _named_values(
+    environ: Mapping[str, str], secrets_dir: Path | None
+) -> list[tuple[str, str, str]]:
+    """Every (source, NAME, value) given for a name in ``SETTING_NAMES``, in winning order."""
+    upper = {k.upper(): v for k, v in environ.items()}
+    found: list[tuple[str, str, str]] = []
+    for names in SETTING_NAMES.values():
+        found.extend(("environment", n, upper[n]) for n in names if n in upper)
+    if secrets_dir is not None and secrets_dir.is_dir():
+        files = {p.name.upper(): p for p in secrets_dir.iterdir() if p.is_file()}
+        for names in SETTING_NAMES.values():
+            for n in names:
+                if n in files:
+                    try:
+                        found.append(("secret file", n, files[n].read_text().strip()))
+                    except (OSError, UnicodeDecodeError):
+                        continue
+    return found
+
+
+def _same(setting: str, a: str, b: str) -> bool:
+    if setting == "media_storage":
+        return a.strip().lower() == b.strip().lower()
+    return a.strip() == b.strip()
+
+
+def setting_name_warnings(
+    environ: Mapping[str, str], secrets_dir: Path | None, flags: frozenset[str] = frozenset()
+) -> list[str]:
+    """Warnings about shared and conflicting setting names, one line each; never a value.
+
+    For each of WAHA's names in ``WAHA_NAMES`` that is set (environment or secret file): one
+    line saying what the same name does to WAHA. For each setting given under two names with
+    different values (and no flag, which wins over both): one line naming both and the winner
+    (the canonical ``WAHA_SYNC_`` name in the same source; the environment over secret files).
+    ``flags`` holds the settings given as flags.
+    """
+    found = _named_values(environ, secrets_dir)
+    lines: list[str] = []
+    seen: set[str] = set()
+    for _source, name, _value in found:
+        if name in WAHA_NAMES and name not in seen:
+            seen.add(name)
+            canonical, effect = WAHA_NAMES[name]
+            lines.append(
+                f"{name} is read as {canonical}; {effect}: prefer {canonical}, and give "
+                f"{name} to WAHA only if you mean that"
+            )
+    for setting, names in SETTING_NAMES.items():
+        if setting in flags:
+            continue
+        given = [(src, n, v) for src, n, v in found if n in names]
+        if not given:
+            continue
+        win_src, winner, win_value = given[0]
+        for src, name, value in given[1:]:
+            if not _same(setting, win_value, value):
+                lines.append(
+                    f"{setting}: {winner} ({win_src}) and {name} ({src}) disagree; using {winner}"
+                )
+    return lines
+
+
+def media_warnings(settings: Settings, environ: Mapping[str, str] | None = None) -> list[str]:
+    """When media syncs: what in WAHA's settings (as seen here) would lose or hide media.
+
+    WAHA writes received media to ``WHATSAPP_FILES_FOLDER`` (default /tmp/whatsapp-files) and,
+    unless ``WHATSAPP_FILES_LIFETIME=0``, deletes each file after 180 s and empties the folder
+    at start, which would wipe restored media. Returns one line per mismatch; empty when media
+    does not sync or both match.
+    """
+    if settings.media_storage != "postgresql":
+        return []
+    env = os.environ if environ is None else environ
+    lines: list[str] = []
+    folder = env.get("WHATSAPP_FILES_FOLDER") or ""
+    shown = folder or f"{WAHA_FILES_FOLDER_DEFAULT} (WAHA's default; not set here)"
+    if Path(folder or WAHA_FILES_FOLDER_DEFAULT).resolve() != settings.media_dir.resolve():
+        lines.append(
+            f"media: WAHA writes received media to WHATSAPP_FILES_FOLDER={shown}, not to the "
+            f"synced media_dir {settings.media_dir}: nothing WAHA receives would be synced. "
+            f"Try: WHATSAPP_FILES_FOLDER={settings.media_dir} for WAHA and in this environment"
+        )
+    lifetime = (env.get("WHATSAPP_FILES_LIFETIME") or "").strip()
+    if lifetime != "0":
+        seen = lifetime or f"{WAHA_FILES_LIFETIME_DEFAULT} (WAHA's default; not set here)"
+        lines.append(
+            f"media: WHATSAPP_FILES_LIFETIME={seen}: WAHA deletes media files after that many "
+            "seconds and empties its folder at start, wiping restored media. "
+            "Try: WHATSAPP_FILES_LIFETIME=0 for WAHA and in this environment"
+        )
+    return lines

@@ -27,7 +27,12 @@ def _tree(view: View, label: str) -> TreeView | None:
 
 
 def health_body(view: View) -> dict[str, Any]:
-    """WAHA-style health: status, database kind, session and media counts."""
+    """WAHA-style health: status, database kind, session and media counts.
+
+    ``data`` always holds ``sessions`` (``count``: WAHA session folders, ``total_size_bytes``)
+    and ``media`` (``count``: files, ``total_size_bytes``, ``enabled``: whether media syncs;
+    zeros when it does not).
+    """
     sessions = _tree(view, "sessions")
     media = _tree(view, "media")
     body: dict[str, Any] = {"status": "ok" if view.ready else "error"}
@@ -36,15 +41,18 @@ def health_body(view: View) -> dict[str, Any]:
     body["database"] = sessions.db.kind if sessions is not None else "unknown"
     body["component"] = "waha-sync"
     body["timestamp"] = iso(time.time())
-    data: dict[str, Any] = {}
-    if sessions is not None:
-        data["sessions"] = {
-            "count": len(sessions.sessions),
-            "total_size_bytes": sessions.stored_bytes,
-        }
-    if media is not None:
-        data["media"] = {"count": media.stored_files, "total_size_bytes": media.stored_bytes}
-    body["data"] = data
+    # One shape always (WAHA Plus's): a client reading data.media.count must never break.
+    body["data"] = {
+        "sessions": {
+            "count": len(sessions.sessions) if sessions is not None else 0,
+            "total_size_bytes": sessions.stored_bytes if sessions is not None else 0,
+        },
+        "media": {
+            "count": media.stored_files if media is not None else 0,
+            "total_size_bytes": media.stored_bytes if media is not None else 0,
+            "enabled": media is not None,
+        },
+    }
     return body
 
 

@@ -2,8 +2,9 @@
 
     python fake_waha.py SESSIONS_DIR REPORT [SESSION]
 
-On start it writes REPORT (JSON): its pid, the names of its environment variables and every
-file already in SESSIONS_DIR (what the restore put there before WAHA started). Then it keeps
+On start it writes REPORT (JSON): its pid, the names of its environment variables, the values of
+WHATSAPP_FILES_FOLDER and WHATSAPP_FILES_LIFETIME (``files``), and every file already in
+SESSIONS_DIR (what the restore put there before WAHA started). Then it keeps
 rewriting a NOWEB-like session ``default/SESSION`` (``creds.json``, ``pre-key-N.json``, plain
 non-atomic writes) until SIGTERM or SIGINT; then it writes ``last-words.json`` (what a stopping
 WAHA saves) and exits 0. ``FAKE_WAHA_EXIT_AFTER=SECONDS`` makes it exit 3 by itself instead.
@@ -38,7 +39,10 @@ def main(argv: list[str]) -> int:
     exit_after = float(os.environ.get("FAKE_WAHA_EXIT_AFTER", "0"))
     started = time.monotonic()
     tmp = report.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "env": sorted(os.environ), "found": found}))
+    files = {k: os.environ.get(k) for k in ("WHATSAPP_FILES_FOLDER", "WHATSAPP_FILES_LIFETIME")}
+    tmp.write_text(
+        json.dumps({"pid": os.getpid(), "env": sorted(os.environ), "files": files, "found": found})
+    )
     tmp.rename(report)
     session.mkdir(parents=True, exist_ok=True)
     n = 0

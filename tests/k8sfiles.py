@@ -18,7 +18,8 @@ from waha_sync.common.config import Settings
 REPO = Path(__file__).resolve().parent.parent
 K8S = REPO / "deploy" / "k8s"
 BASE, NO_NATIVE, CRDB = "deploy/k8s", "overlays/no-native-sidecar", "overlays/cockroachdb-example"
-OVERLAYS = {BASE: K8S, NO_NATIVE: K8S / NO_NATIVE, CRDB: K8S / CRDB}
+MEDIA = "overlays/media"
+OVERLAYS = {BASE: K8S, NO_NATIVE: K8S / NO_NATIVE, CRDB: K8S / CRDB, MEDIA: K8S / MEDIA}
 SESSIONS = "/app/.sessions"
 OURS = ("restore", "sidecar")
 URLISH = re.compile(r"postgres(ql)?://", re.IGNORECASE)

@@ -187,3 +187,126 @@ def test_json_logs(plain_db: DbTarget, tmp_path: Path) -> None:
     lines = [json.loads(line) for line in proc.stderr.splitlines()]
     assert {"time", "level", "component", "message"} <= set(lines[-1])
     assert any(line["component"] == "RESTORE" for line in lines)
+
+
+def _env_without_url(db: DbTarget, **extra: str) -> dict[str, str]:
+    env = db.env(**extra)
+    del env["WAHA_SYNC_DATABASE_URL"]
+    for name in ("WAHA_MEDIA_STORAGE", "WAHA_MEDIA_POSTGRESQL_URL", "WHATSAPP_FILES_FOLDER"):
+        env.pop(name, None)
+    env.pop("WHATSAPP_FILES_LIFETIME", None)
+    return env
+
+
+def test_wahas_names_work_with_one_warning_each(plain_db: DbTarget, tmp_path: Path) -> None:
+    env = _env_without_url(plain_db, WHATSAPP_SESSIONS_POSTGRESQL_URL=plain_db.url)
+    proc = waha_sync("restore", "--sessions-dir", str(tmp_path / "a"), env=env)
+    assert proc.returncode == 0, proc.stderr
+    said = (
+        "WHATSAPP_SESSIONS_POSTGRESQL_URL is read as WAHA_SYNC_DATABASE_URL; WAHA (>= 2026.6) "
+        "reads the same name and then keeps its sessions in PostgreSQL itself"
+    )
+    assert proc.stderr.count(said) == 1, proc.stderr
+    password = plain_db.url.split(":")[2].split("@")[0]
+    assert password not in proc.stderr + proc.stdout
+    # The canonical name alone: nothing to warn about.
+    proc = waha_sync("restore", "--sessions-dir", str(tmp_path / "b"), env=plain_db.env())
+    assert proc.returncode == 0 and "is read as" not in proc.stderr, proc.stderr
+    assert "disagree; using" not in proc.stderr
+
+
+def test_disagreeing_names_warn_and_the_documented_one_wins(
+    plain_db: DbTarget, tmp_path: Path
+) -> None:
+    wrong = f"postgresql://u:{SECRET}@127.0.0.1:1/wrong"
+    env = plain_db.env(
+        WHATSAPP_SESSIONS_POSTGRESQL_URL=wrong,
+        WAHA_SYNC_MEDIA_STORAGE="local",
+        WAHA_MEDIA_STORAGE="POSTGRESQL",
+    )
+    media = tmp_path / "media"
+    args = ("restore", "--sessions-dir", str(tmp_path / "a"), "--media-dir", str(media))
+    proc = waha_sync(*args, env=env)
+    assert proc.returncode == 0, proc.stderr  # WAHA_SYNC_DATABASE_URL won: the good one
+    assert (
+        "database_url: WAHA_SYNC_DATABASE_URL (environment) and WHATSAPP_SESSIONS_POSTGRESQL_URL "
+        "(environment) disagree; using WAHA_SYNC_DATABASE_URL"
+    ) in proc.stderr
+    assert (
+        "media_storage: WAHA_SYNC_MEDIA_STORAGE (environment) and WAHA_MEDIA_STORAGE "
+        "(environment) disagree; using WAHA_SYNC_MEDIA_STORAGE"
+    ) in proc.stderr
+    assert not media.exists()  # media_storage is local: nothing restored there
+    assert SECRET not in proc.stderr + proc.stdout
+    # Same value under both names, in another spelling: no disagreement.
+    env.update(WAHA_SYNC_MEDIA_STORAGE="postgresql", WHATSAPP_SESSIONS_POSTGRESQL_URL=plain_db.url)
+    proc = waha_sync(*args, env=env)
+    assert proc.returncode == 0 and "disagree; using" not in proc.stderr, proc.stderr
+    assert media.is_dir()
+    # The environment beats a secret file whatever the names.
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "WAHA_SYNC_DATABASE_URL").write_text(wrong)
+    env = _env_without_url(
+        plain_db, WHATSAPP_SESSIONS_POSTGRESQL_URL=plain_db.url, WAHA_SYNC_SECRETS_DIR=str(secrets)
+    )
+    proc = waha_sync("restore", "--sessions-dir", str(tmp_path / "b"), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "database_url: WHATSAPP_SESSIONS_POSTGRESQL_URL (environment) and WAHA_SYNC_DATABASE_URL "
+        "(secret file) disagree; using WHATSAPP_SESSIONS_POSTGRESQL_URL"
+    ) in proc.stderr
+    assert SECRET not in proc.stderr + proc.stdout
+    # A flag wins over every name: no warning about the names then.
+    env = plain_db.env(WHATSAPP_SESSIONS_POSTGRESQL_URL=wrong)
+    flag = ("--database-url", plain_db.url)
+    proc = waha_sync("restore", "--sessions-dir", str(tmp_path / "c"), *flag, env=env)
+    assert proc.returncode == 0 and "disagree; using" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("LOCAL", "local"), ("S3", "s3"), ("POSTGRESQL", "postgresql"), ("PostgreSQL", "postgresql")],
+)
+def test_media_storage_takes_wahas_values(
+    given: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from waha_sync.common.trees import media_enabled
+
+    monkeypatch.delenv("WAHA_SYNC_MEDIA_STORAGE", raising=False)
+    monkeypatch.setenv("WAHA_MEDIA_STORAGE", given)
+    settings = load_settings(None)
+    assert settings.media_storage == expected
+    assert media_enabled(settings) == (expected == "postgresql")
+
+
+def test_media_storage_rejects_other_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WAHA_MEDIA_STORAGE", "GCS")
+    with pytest.raises(ConfigError) as err:
+        load_settings(None)
+    assert "media_storage: Input should be 'local', 'postgresql' or 's3'" in err.value.render()
+
+
+def test_media_sync_checks_wahas_files_settings(plain_db: DbTarget, tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    env = _env_without_url(plain_db)
+    env["WAHA_SYNC_DATABASE_URL"] = plain_db.url
+    args = ("restore", "--sessions-dir", str(tmp_path / "a"), "--media-dir", str(media))
+    proc = waha_sync(*args, env={**env, "WAHA_SYNC_MEDIA_STORAGE": "postgresql"})
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "media: WAHA writes received media to WHATSAPP_FILES_FOLDER=/tmp/whatsapp-files (WAHA's "
+        f"default; not set here), not to the synced media_dir {media}"
+    ) in proc.stderr
+    assert "media: WHATSAPP_FILES_LIFETIME=180 (WAHA's default; not set here)" in proc.stderr
+    assert f"Try: WHATSAPP_FILES_FOLDER={media}" in proc.stderr
+    wrong = {"WHATSAPP_FILES_FOLDER": str(tmp_path / "elsewhere"), "WHATSAPP_FILES_LIFETIME": "60"}
+    proc = waha_sync(*args, env={**env, "WAHA_SYNC_MEDIA_STORAGE": "postgresql", **wrong})
+    assert f"WHATSAPP_FILES_FOLDER={tmp_path / 'elsewhere'}, not to" in proc.stderr
+    assert "media: WHATSAPP_FILES_LIFETIME=60:" in proc.stderr
+    right = {"WHATSAPP_FILES_FOLDER": f"{media}/", "WHATSAPP_FILES_LIFETIME": "0"}
+    proc = waha_sync(*args, env={**env, "WAHA_SYNC_MEDIA_STORAGE": "postgresql", **right})
+    assert proc.returncode == 0 and "warning: media:" not in proc.stderr, proc.stderr
+    # Media not synced: WAHA's defaults are none of our business.
+    proc = waha_sync(*args, env=env)
+    assert proc.returncode == 0 and "warning: media:" not in proc.stderr, proc.stderr

@@ -76,7 +76,11 @@ def test_open_endpoints_report_sessions_skips_and_counters(
         "waha-sync",
     )
     assert ISO_Z.match(body["timestamp"])
-    assert body["data"] == {"sessions": {"count": 2, "total_size_bytes": stored_bytes}}
+    # One shape whether media syncs or not: media is there, zeros and "enabled": false.
+    assert body["data"] == {
+        "sessions": {"count": 2, "total_size_bytes": stored_bytes},
+        "media": {"count": 0, "total_size_bytes": 0, "enabled": False},
+    }
     assert side.get("/livez").json()["status"] == "ok"
     assert "no API key set: /status and /metrics and / open" in side.log()
 

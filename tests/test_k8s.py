@@ -20,6 +20,7 @@ from k8sfiles import (
     BASE,
     CRDB,
     K8S,
+    MEDIA,
     MI,
     NO_NATIVE,
     OURS,
@@ -255,3 +256,58 @@ def test_images_are_pinned(overlay: str) -> None:
         for c in spec.get("initContainers", []) + spec.get("containers", []):
             name, _, tag = c["image"].rpartition(":")
             assert name and tag and tag != "latest", c["image"]
+
+
+def _resolved_env(overlay: str, name: str) -> dict[str, str]:
+    """A waha-sync container's environment: its ConfigMap plus env entries, refs resolved."""
+    c = container(pod(overlay), name)
+    env: dict[str, str] = {}
+    for source in c.get("envFrom", []):
+        env |= obj(overlay, "ConfigMap", source["configMapRef"]["name"])["data"]
+    for item in c.get("env", []):
+        ref = item.get("valueFrom", {}).get("configMapKeyRef")
+        env[item["name"]] = (
+            obj(overlay, "ConfigMap", ref["name"])["data"][ref["key"]]
+            if ref
+            else (item.get("value", ""))
+        )
+    return env
+
+
+def _media_check(env: dict[str, str]) -> dict[str, object]:
+    """waha-sync's own loader and media check, run in that environment."""
+    code = (
+        "import json; from waha_sync.common.cli_settings import load_settings as l; "
+        "from waha_sync.common.config import media_warnings as w; s = l(); "
+        "print(json.dumps({'storage': s.media_storage, 'dir': str(s.media_dir), "
+        "'warnings': w(s)}))"
+    )
+    run_env = {
+        **{k: v for k, v in env.items() if k != "WAHA_SYNC_SECRETS_DIR"},
+        "PATH": "/usr/bin:/bin",
+    }
+    out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def test_media_overlay_syncs_the_folder_waha_keeps_media_in() -> None:
+    waha = waha_environment(MEDIA)
+    assert waha["WHATSAPP_FILES_LIFETIME"] == "0"
+    folder = waha["WHATSAPP_FILES_FOLDER"]
+    # WAHA never gets the names it shares with waha-sync (they would switch its own storage).
+    assert not {"WAHA_MEDIA_STORAGE", "WAHA_MEDIA_POSTGRESQL_URL"} & set(waha)
+    waha_mounts = {m["mountPath"]: m["name"] for m in container(pod(MEDIA), "waha")["volumeMounts"]}
+    for name in OURS:
+        env = _resolved_env(MEDIA, name)
+        assert set(env) <= env_names() | {"WHATSAPP_FILES_FOLDER", "WHATSAPP_FILES_LIFETIME"}
+        got = _media_check(env)
+        assert got == {"storage": "postgresql", "dir": folder, "warnings": []}, got
+        mounts = {m["mountPath"]: m["name"] for m in container(pod(MEDIA), name)["volumeMounts"]}
+        assert mounts[folder] == waha_mounts[folder]  # the same volume WAHA writes to
+    # The check has teeth: the base's WAHA settings (media not kept) with media sync on warn.
+    base = _resolved_env(BASE, "sidecar") | {"WAHA_SYNC_MEDIA_STORAGE": "postgresql"}
+    base |= {k: v for k, v in waha_environment(BASE).items() if k.startswith("WHATSAPP_FILES")}
+    warnings = _media_check(base)["warnings"]
+    assert isinstance(warnings, list) and len(warnings) == 1
+    assert "WHATSAPP_FILES_LIFETIME=180 (WAHA's default; not set here)" in warnings[0]

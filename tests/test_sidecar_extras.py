@@ -47,7 +47,7 @@ def test_media_syncs_to_its_own_database_with_mime(
     _wait(lambda: stored(media_db) and stored(plain_db))
     health = {
         "sessions": {"count": 0, "total_size_bytes": 2},  # creds.json is in no session folder
-        "media": {"count": 1, "total_size_bytes": 5003},
+        "media": {"count": 1, "total_size_bytes": 5003, "enabled": True},
     }
     _wait(lambda: side.get("/health").json()["data"] == health)
     side.stop_ok()

@@ -143,6 +143,37 @@ def test_restored_before_waha_starts_and_its_writes_ship(
     assert run.wait(60) == 0, run.log()
 
 
+def test_media_settings_reach_waha_and_shared_names_do_not(
+    plain_db: DbTarget, tmp_path: Path, runs: list[Single]
+) -> None:
+    media = tmp_path / "pod" / "media"
+    run = Single(
+        plain_db,
+        tmp_path / "pod",
+        WAHA_MEDIA_STORAGE="POSTGRESQL",  # WAHA's name and spelling, read by waha-sync
+        WAHA_MEDIA_POSTGRESQL_URL=plain_db.url,
+        WAHA_SYNC_MEDIA_DIR=str(media),
+        WHATSAPP_FILES_LIFETIME="180",
+    )
+    runs.append(run.start())
+    waha = run.waha()
+    # None of the names WAHA shares with waha-sync reaches WAHA, nor a database URL.
+    shared = {"WAHA_MEDIA_STORAGE", "WAHA_MEDIA_POSTGRESQL_URL", *DB_URL_NAMES}
+    assert not shared & set(waha["env"])
+    # WAHA writes media into the synced folder and never deletes it.
+    assert waha["files"] == {"WHATSAPP_FILES_FOLDER": str(media), "WHATSAPP_FILES_LIFETIME": "0"}
+    run.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+    assert run.wait(60) == 0, run.log()
+    log = run.log()
+    assert "WHATSAPP_FILES_LIFETIME set to 0 (was 180)" in log
+    assert "WAHA_MEDIA_STORAGE is waha-sync's setting here; not passed to WAHA" in log
+    # restore and the sidecar each say once what the shared name would do to WAHA ...
+    assert log.count("WAHA_MEDIA_STORAGE is read as WAHA_SYNC_MEDIA_STORAGE") == 2, log
+    # ... and see the media settings WAHA got, so they have nothing to warn about.
+    assert "media: WHATSAPP_FILES" not in log
+    assert media.is_dir()
+
+
 def test_sigterm_stops_waha_then_flushes(
     plain_db: DbTarget, tmp_path: Path, runs: list[Single]
 ) -> None:

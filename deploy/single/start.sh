@@ -10,9 +10,16 @@
 #    (its first comparison is done and it watches the tree), or after
 #    WAHA_SYNC_START_READY_SECONDS (60) with a warning: anything written before it watches is
 #    still found by that comparison.
-# 3. WAHA's command in the background, without the database URLs in its environment (WAHA >=
-#    2026.6 would switch its own PostgreSQL session storage on for
-#    WHATSAPP_SESSIONS_POSTGRESQL_URL, and WAHA needs none of them).
+# 3. WAHA's command in the background, without the database URLs and without the names WAHA
+#    shares with waha-sync in its environment: WAHA >= 2026.6 would switch its own PostgreSQL
+#    session storage on for WHATSAPP_SESSIONS_POSTGRESQL_URL, and its own PostgreSQL media
+#    storage for WAHA_MEDIA_STORAGE / WAHA_MEDIA_POSTGRESQL_URL; here they are waha-sync's.
+#
+# Media: when waha-sync syncs media (WAHA_SYNC_MEDIA_STORAGE, or WAHA_MEDIA_STORAGE, is
+# postgresql in any case; the WAHA_SYNC_ name wins), WAHA must write received media into the
+# synced folder and keep it: this script sets WHATSAPP_FILES_FOLDER to WAHA_SYNC_MEDIA_DIR
+# (/app/.media) and WHATSAPP_FILES_LIFETIME=0 for WAHA and waha-sync alike (WAHA's defaults,
+# /tmp/whatsapp-files and 180 s, would leave media unsynced and delete restored media).
 #
 # Why this script stays and does not `exec` WAHA: a platform stops a container by sending
 # SIGTERM to its main process only. Were WAHA that process, the sidecar would never hear of the
@@ -39,6 +46,18 @@ waha_stop_seconds=${WAHA_SYNC_START_STOP_SECONDS:-15}
 flush_seconds=${WAHA_SYNC_SHUTDOWN_TIMEOUT_SECONDS:-20}
 flush_seconds=$(( ${flush_seconds%%.*} + 5 )) # the sidecar's own limit, then a margin
 port=${WAHA_SYNC_PORT:-3001}
+
+media_storage=${WAHA_SYNC_MEDIA_STORAGE:-${WAHA_MEDIA_STORAGE:-local}}
+if [ "${media_storage,,}" = postgresql ]; then
+  media_dir=${WAHA_SYNC_MEDIA_DIR:-/app/.media}
+  if [ -n "${WHATSAPP_FILES_FOLDER:-}" ] && [ "$WHATSAPP_FILES_FOLDER" != "$media_dir" ]; then
+    log "media syncs: WHATSAPP_FILES_FOLDER set to $media_dir (was $WHATSAPP_FILES_FOLDER)"
+  fi
+  if [ -n "${WHATSAPP_FILES_LIFETIME:-}" ] && [ "$WHATSAPP_FILES_LIFETIME" != 0 ]; then
+    log "media syncs: WHATSAPP_FILES_LIFETIME set to 0 (was $WHATSAPP_FILES_LIFETIME)"
+  fi
+  export WHATSAPP_FILES_FOLDER=$media_dir WHATSAPP_FILES_LIFETIME=0
+fi
 
 stopping=""
 trap 'stopping=TERM' TERM
@@ -126,8 +145,13 @@ until healthy 2>/dev/null; do
 done
 
 # 3. WAHA
-env -u WAHA_SYNC_DATABASE_URL -u WAHA_SYNC_MEDIA_DATABASE_URL \
-  -u WHATSAPP_SESSIONS_POSTGRESQL_URL -u DATABASE_URL "$@" &
+for name in WHATSAPP_SESSIONS_POSTGRESQL_URL WAHA_MEDIA_STORAGE WAHA_MEDIA_POSTGRESQL_URL; do
+  if [ -n "${!name+set}" ]; then
+    log "$name is waha-sync's setting here; not passed to WAHA"
+  fi
+done
+env -u WAHA_SYNC_DATABASE_URL -u WAHA_SYNC_MEDIA_DATABASE_URL -u DATABASE_URL \
+  -u WHATSAPP_SESSIONS_POSTGRESQL_URL -u WAHA_MEDIA_STORAGE -u WAHA_MEDIA_POSTGRESQL_URL "$@" &
 waha=$!
 log "WAHA started (pid $waha), sidecar pid $sidecar"
 
