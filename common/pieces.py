@@ -28,8 +28,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -280,6 +281,26 @@ def _moved(fd: int, c: Candidate) -> bool:
     return (st.st_size, st.st_mtime_ns) != (c.size, c.mtime_ns)
 
 
+def _in_order(
+    fetch: Callable[[int, int], PieceRows],
+    windows: list[tuple[int, int]],
+    pool: ThreadPoolExecutor | None,
+) -> Iterator[PieceRows]:
+    """The windows' rows in order; with a pool, up to two per thread are fetched ahead."""
+    if pool is None:
+        for lo, hi in windows:
+            yield fetch(lo, hi)
+        return
+    ahead: deque[Future[PieceRows]] = deque()
+    depth = 2 * max(1, pool._max_workers)
+    for lo, hi in windows:
+        ahead.append(pool.submit(fetch, lo, hi))
+        if len(ahead) >= depth:
+            yield ahead.popleft().result()
+    while ahead:
+        yield ahead.popleft().result()
+
+
 def _groups(indexes: Iterable[int], pb: int) -> Iterator[list[int]]:
     per = max(1, GROUP_BYTES // pb)
     group: list[int] = []
@@ -306,24 +327,32 @@ def file_list_digest(path: str, size: int, piece_bytes: int) -> str:
     return list_digest(digests)
 
 
-def write_pieces(
-    store: Store, instance: str, entry: StoredEntry, fd: int, window_pieces: int = 0
-) -> None:
-    """Write the pieced version ``entry`` into ``fd`` (an empty file) from the database,
-    verifying every piece's SHA-256 and the list digest of the whole.
+PieceRows = list[tuple[int, bytes, str, bytes]]
+FETCH_WINDOW_BYTES = 4 * 1024 * 1024  # raw bytes of pieces per read while restoring
 
-    Raises ``IntegrityError`` naming the path on a missing, corrupt or mismatching piece.
+
+def write_pieces(
+    fetch: Callable[[int, int], PieceRows],
+    entry: StoredEntry,
+    fd: int,
+    pool: ThreadPoolExecutor | None = None,
+) -> None:
+    """Write the pieced version ``entry`` into ``fd`` (an empty file), verifying every
+    piece's SHA-256 and the list digest of the whole.
+
+    ``fetch(lo, hi)`` reads pieces ``lo..hi-1`` (``Store.piece_data``); with ``pool``,
+    windows are fetched in parallel by its threads (each on its own connection), a few
+    ahead of the one being written, so memory stays at a few windows. Raises
+    ``IntegrityError`` naming the path on a missing, corrupt or mismatching piece.
     """
     assert entry.piece_bytes is not None
     pb = entry.piece_bytes
     count = piece_count(entry.size_bytes, pb)
-    step = window_pieces or max(1, GROUP_BYTES // pb)
+    step = max(1, FETCH_WINDOW_BYTES // pb)
+    windows = [(lo, min(count, lo + step)) for lo in range(0, count, step)]
     digests = hashlib.sha256()
-    for lo in range(0, count, step):
-        hi = min(count, lo + step)
-        for idx, digest, codec, packed in store.piece_data(
-            instance, entry.path, entry.commit_id, lo, hi
-        ):
+    for rows in _in_order(fetch, windows, pool):
+        for idx, digest, codec, packed in rows:
             want = min(pb, entry.size_bytes - idx * pb)
             data = unpack(codec, packed, want, entry.path)
             if len(data) != want or hashlib.sha256(data).digest() != digest:

@@ -162,7 +162,7 @@ def _restore_tree(
     known: set[str] = set()
     results: list[PageResult] = []
     if procs == 1:
-        writer = PageWriter(store, opts)
+        writer = PageWriter(store, opts, factory)
         try:
             for page in pages:
                 known.update(check_rel_all(page))

@@ -12,18 +12,21 @@ stays bounded: a few pages in flight, content fetched in groups of
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from waha_sync.common.bulk import batches
 from waha_sync.common.content import decode
-from waha_sync.common.pieces import file_list_digest, write_pieces
+from waha_sync.common.pieces import PieceRows, file_list_digest, write_pieces
 from waha_sync.common.store import Store, StoredEntry
 from waha_sync.init.safepath import TargetDir
 
 FETCH_BYTES = 8 * 1024 * 1024
+FETCHERS = 3  # threads (each with its own connection) fetching pieces of a large file
 WRITE_BATCH = 32  # files per write task
 
 
@@ -68,9 +71,16 @@ def _write_all(target: TargetDir, batch: list[tuple[StoredEntry, list[bytes]]]) 
 class PageWriter:
     """Fetches and writes pages of entries (whose paths the caller has checked)."""
 
-    def __init__(self, store: Store, opts: WriteOptions) -> None:
+    def __init__(
+        self, store: Store, opts: WriteOptions, factory: Callable[[], Store] | None = None
+    ) -> None:
         self.store = store
         self.opts = opts
+        self.factory = factory  # connections for fetching pieces in parallel
+        self.fetchers: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._own: list[Store] = []
         self.target = TargetDir(str(opts.root), opts.uid, opts.gid)
         self.pool = ThreadPoolExecutor(opts.threads, thread_name_prefix="restore")
 
@@ -82,12 +92,7 @@ class PageWriter:
             need = [e for e, s in zip(page, same, strict=True) if not s]
         writes: list[Future[None]] = []
         for e in [e for e in need if e.piece_bytes is not None]:  # streamed, one at a time
-            self.target.write_with(
-                e.path,
-                lambda fd, e=e: write_pieces(self.store, self.opts.instance, e, fd),  # type: ignore[misc]
-                e.mode,
-                e.mtime_ns,
-            )
+            self.target.write_with(e.path, partial(self._write_pieces, e), e.mode, e.mtime_ns)
         need_blobs = [e for e in need if e.piece_bytes is None]
         for group in batches(need_blobs, lambda e: e.stored_bytes, FETCH_BYTES):
             chunks = self.store.read_blobs(group)
@@ -98,9 +103,32 @@ class PageWriter:
             fut.result()
         return PageResult(len(page), len(page) - len(need), sum(e.size_bytes for e in page))
 
+    def _write_pieces(self, e: StoredEntry, fd: int) -> None:
+        def fetch(lo: int, hi: int) -> PieceRows:
+            return self._fetch_store().piece_data(self.opts.instance, e.path, e.commit_id, lo, hi)
+
+        if self.factory is not None and self.fetchers is None:
+            self.fetchers = ThreadPoolExecutor(FETCHERS, thread_name_prefix="fetch")
+        write_pieces(fetch, e, fd, self.fetchers)
+
+    def _fetch_store(self) -> Store:
+        """The calling thread's store: its own connection in a fetch thread."""
+        if self.factory is None or threading.current_thread() is threading.main_thread():
+            return self.store
+        got: Store | None = getattr(self._local, "store", None)
+        if got is None:
+            got = self._local.store = self.factory()
+            with self._lock:
+                self._own.append(got)
+        return got
+
     def close(self) -> None:
         """Wait for the threads and release the folder handles (the store stays open)."""
         self.pool.shutdown()
+        if self.fetchers is not None:
+            self.fetchers.shutdown()
+        for own in self._own:
+            own.close()
         self.target.close()
 
 
@@ -111,7 +139,7 @@ _process_writer: PageWriter | None = None
 def start_process(factory: Callable[[], Store], opts: WriteOptions) -> None:
     """Initializer of a restore process: its own connection and writer."""
     global _process_writer
-    _process_writer = PageWriter(factory(), opts)
+    _process_writer = PageWriter(factory(), opts, factory)
 
 
 def write_page_in_process(page: list[StoredEntry]) -> PageResult:
