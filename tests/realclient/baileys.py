@@ -110,7 +110,9 @@ def verify(folder: Path, manifest: Path, line: Line, timeout: float = 180) -> di
     {"versions", "patched"}, "problems": [str]}``; ``problems`` is empty when every key loads
     and works.
     """
-    return _run(["verify", "--line", line, "--folder", str(folder), "--manifest", str(manifest)], timeout)
+    return _run(
+        ["verify", "--line", line, "--folder", str(folder), "--manifest", str(manifest)], timeout
+    )
 
 
 def leftover(file: Path, timeout: float = 60) -> Path:
@@ -127,7 +129,9 @@ def leftover(file: Path, timeout: float = 60) -> Path:
     except subprocess.TimeoutExpired as exc:
         raise NodeError(f"noweb.mjs leftover: no answer within {timeout} s") from exc
     if done.returncode != -9:
-        raise NodeError(f"noweb.mjs leftover: exit {done.returncode}, wanted SIGKILL: {done.stderr}")
+        raise NodeError(
+            f"noweb.mjs leftover: exit {done.returncode}, wanted SIGKILL: {done.stderr}"
+        )
     return Path(json.loads(done.stdout.strip().splitlines()[-1])["tmp"])
 
 
@@ -169,10 +173,9 @@ class Churn:
 
     def stop(self, timeout: float = 120) -> dict[str, Any]:
         """Let the writer finish and report (see the class docstring)."""
-        assert self.proc is not None and self.proc.stdin is not None
-        self.proc.stdin.close()
+        assert self.proc is not None
         try:
-            out, err = self.proc.communicate(timeout=timeout)
+            out, err = self.proc.communicate(timeout=timeout)  # closes stdin first
         except subprocess.TimeoutExpired as exc:
             self.proc.kill()
             self.proc.wait(10)

@@ -144,10 +144,11 @@ _GOWS_DDL = (
 )
 
 _WORDS = (
-    "ok thanks see you tomorrow meeting at the office call me later please send the invoice "
-    "photo document where are you yes no maybe good morning night lunch price order delivery "
-    "address tracking number confirmed cancelled payment received appointment"
-).split()
+    "ok", "thanks", "see", "you", "tomorrow", "meeting", "at", "the", "office", "call", "me",
+    "later", "please", "send", "invoice", "photo", "document", "where", "are", "yes", "no",
+    "maybe", "good", "morning", "night", "lunch", "price", "order", "delivery", "address",
+    "tracking", "number", "confirmed", "cancelled", "payment", "received", "appointment",
+)  # fmt: skip
 
 
 def _b(rng: random.Random, n: int) -> bytes:
@@ -298,7 +299,9 @@ def make_gows_db(
         "INSERT INTO whatsmeow_privacy_tokens VALUES (?,?,?,?,?)",
         [(me, j, _b(rng, 24), now - rng.randrange(10**6), now) for j in jids[: contacts // 3]],
     )
-    conn.executemany("INSERT INTO whatsmeow_lid_map VALUES (?,?)", list(zip(lids, jids, strict=True)))
+    conn.executemany(
+        "INSERT INTO whatsmeow_lid_map VALUES (?,?)", list(zip(lids, jids, strict=True))
+    )
     conn.execute("INSERT INTO whatsmeow_nct_salt VALUES (?,?)", (me, _b(rng, 32)))
     conn.executemany(
         "INSERT INTO whatsmeow_event_buffer VALUES (?,?,?,?,?)",

@@ -412,7 +412,8 @@ async function verify() {
   if (!me.creds.registered) problems.push('creds.registered is not set')
   const files = await listFolder(args.folder)
   const byType = {}
-  const keyFiles = files.filter((f) => f.endsWith('.json') && f !== 'creds.json')
+  // WAHA keeps its own .waha.session.* files in the folder; everything else is Baileys'.
+  const keyFiles = files.filter((f) => f !== 'creds.json' && !f.startsWith('.waha.session.'))
   for (const f of keyFiles) {
     const type = typeOf(f)
     if (type === 'other') {
