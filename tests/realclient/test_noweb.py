@@ -1,8 +1,10 @@
 """NOWEB sessions written by real Baileys, synced through churn, SIGKILL, SIGTERM and restore.
 
 Both Baileys lines WAHA has shipped and both of WAHA's write styles; each combination runs
-against one of the two database modes (so each mode sees both lines and both writers). After
-the restore, a fresh Baileys loads the session and every key works.
+against one of the two database modes (so each mode sees both lines and both writers). The
+session is generated once per line (conftest's ``noweb_session``); the churn under the sidecar
+writes with the case's style. After the restore, a fresh Baileys loads the session and every
+key works.
 """
 
 from __future__ import annotations
