@@ -46,7 +46,7 @@ def _schema_ready(path: Path) -> bool:
         ).fetchone()[0]
         if tables < WHATSMEOW_TABLES:
             return False
-        return conn.execute("SELECT count(*) FROM whatsmeow_version").fetchone()[0] > 0
+        return bool(conn.execute("SELECT count(*) FROM whatsmeow_version").fetchone()[0] > 0)
     except sqlite3.Error:
         return False
     finally:
