@@ -43,6 +43,10 @@ DEFAULT_EXCLUDES: tuple[str, ...] = (
     "*.temp",
     "*~",
     ".*.swp",
+    # write-file-atomic's temp files, left behind when a writer dies mid-write: WAHA writes
+    # its NOWEB files and .waha.session.config.json through it as `<file>.<uint32 in decimal>`
+    # (e.g. creds.json.3129853271) and renames them over `<file>`; never a session file.
+    "*.json.[0-9]*",
 )
 
 # Never stored whatever the settings: SQLite's side files are folded into a

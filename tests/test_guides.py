@@ -100,7 +100,14 @@ def _workspace(tmp: Path, guide: str) -> Path:
         ROOT,
         work,
         ignore=shutil.ignore_patterns(
-            ".git", ".venv", "build", "artifacts", "*.egg-info", "__pycache__", ".*_cache"
+            ".git",
+            ".venv",
+            "build",
+            "artifacts",
+            "*.egg-info",
+            "__pycache__",
+            ".*_cache",
+            "node_modules",  # the real-client tests' npm packages (git-ignored, 150 MB)
         ),
     )
     if guide == "MIGRATION.md":  # a plain volume: one NOWEB session and WAHA's database
