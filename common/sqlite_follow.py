@@ -41,11 +41,14 @@ Incremental (same generation: same salts, checkpoint sequence, page size)
     the last valid commit frame are applied; trailing uncommitted or torn
     frames stay for next time. Applying a prefix of the commits in order is
     always a consistent state. Frames are verified in a first pass and
-    applied in a second; within one generation a committed frame is never
+    applied in a second. Within one generation a committed frame is never
     rewritten (only frames past the last commit are reused after a
-    rollback), and a restart rewrites the WAL header before its first frame,
-    so reading the same header after the second pass proves that every frame
-    read belonged to this generation.
+    rollback); a later generation may overwrite it, but SQLite writes a
+    frame's header before its page, so each frame's header is read again
+    after its page: unchanged, it proves the page read is that frame's. A
+    frame overwritten between the passes makes a full sync (the scratch
+    holds part of a transaction); the log restarting before the first pass
+    reached a frame only ends the chain early, at an earlier commit.
 
 Generation change (a checkpoint restarted the log)
     SQLite restarts the log only when a checkpoint has copied every frame
@@ -110,7 +113,14 @@ import sqlite3
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from waha_sync.common.wal import Scan, WalHeader, read_frame_header, read_header, scan
+from waha_sync.common.wal import (
+    FRAME_HEADER_BYTES,
+    Scan,
+    WalHeader,
+    read_frame_header,
+    read_header,
+    scan,
+)
 
 # More distinct changed pages than this since the last acknowledgement: report None
 # (compare all). Bounds memory (a set of 65,536 ints is about 4 MB), whatever the size.
@@ -164,6 +174,9 @@ class _State:
     wal: _Position | None  # None: no WAL generation seen (no log, empty log, rollback mode)
 
 
+_Incremental = tuple[_State, frozenset[int] | None, str]  # new state, changed pages, kind
+
+
 class _Fallback(Exception):
     """The incremental path cannot prove its result: make a full sync."""
 
@@ -175,7 +188,7 @@ class SqliteFollower:
     database's volume (not a tmpfs, which counts as memory). Not thread-safe:
     one caller at a time. ``last_kind`` says how the last snapshot was made:
     ``"full"``, ``"incremental"``, ``"bridged"`` (across a log restart) or
-    ``"unchanged"``.
+    ``"unchanged"``; ``last_reason`` why the last full sync was made.
     """
 
     def __init__(self, db_path: str, scratch_path: str) -> None:
@@ -185,6 +198,12 @@ class SqliteFollower:
         self._state: _State | None = None
         self._unacked: list[tuple[Snapshot, frozenset[int] | None]] = []
         self.last_kind = ""
+        self.last_reason = ""  # why the last full sync was needed ("" on the first call)
+
+    def _why(self, reason: str) -> _Incremental | None:
+        """Record why a full sync is needed; None (no incremental result)."""
+        self.last_reason = reason
+        return None
 
     # -- public -----------------------------------------------------------------
 
@@ -199,12 +218,16 @@ class SqliteFollower:
         state = self._state
         delta: frozenset[int] | None = None
         got = None
-        if state is not None and (st.st_dev, st.st_ino) == state.db_id:
+        if state is None:
+            self._why("first snapshot, or the last one failed")
+        elif (st.st_dev, st.st_ino) != state.db_id:
+            self._why("the database file was replaced")
+        else:
             self._state = None  # until this call succeeds, the scratch is not trusted
             try:
                 got = self._incremental(state, st)
-            except (_Fallback, OSError):
-                got = None
+            except (_Fallback, OSError) as exc:
+                got = self._why(str(exc))
         if got is not None:
             state, delta, self.last_kind = got
             full = False
@@ -260,19 +283,21 @@ class SqliteFollower:
 
     # -- incremental ------------------------------------------------------------
 
-    def _incremental(
-        self, state: _State, st: os.stat_result
-    ) -> tuple[_State, frozenset[int] | None, str] | None:
+    def _incremental(self, state: _State, st: os.stat_result) -> _Incremental | None:
         """Apply what the WAL added since ``state``; None when only a full sync can tell."""
         untouched = state.wal is None and state.db_stat == _stat_key(st)
         try:
             fd = os.open(self._wal, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            return (state, frozenset(), "unchanged") if untouched else None
+            if untouched:
+                return (state, frozenset(), "unchanged")
+            return self._why("no WAL file")
         try:
             hdr = read_header(fd)
             if hdr is None:
-                return (state, frozenset(), "unchanged") if untouched else None
+                if untouched:
+                    return (state, frozenset(), "unchanged")
+                return self._why("the WAL is empty (truncated) or has no valid header")
             pos = state.wal
             wst = os.fstat(fd)
             if (
@@ -280,7 +305,7 @@ class SqliteFollower:
                 or (wst.st_dev, wst.st_ino) != pos.wal_id
                 or hdr.page_size != state.page_size
             ):
-                return None
+                return self._why("no WAL position to continue from, or another WAL file")
             if hdr == pos.hdr:
                 sc = scan(fd, hdr, pos.frame, pos.chain)
                 if sc.last_commit == pos.frame:
@@ -292,10 +317,10 @@ class SqliteFollower:
                 budget = max(BRIDGE_MIN_FRAMES, int(state.pages * BRIDGE_RATIO))
                 old = scan(fd, pos.hdr, pos.frame, pos.chain, budget)
                 if not _old_generation_ended(old, hdr):
-                    return None
+                    return self._why(f"old log generation not provably ended ({old.stop})")
                 new = scan(fd, hdr, 0, hdr.checksum, budget - (old.last_valid - pos.frame))
                 if new.stop == "budget":
-                    return None
+                    return self._why("too many frames to bridge: a full copy is cheaper")
                 runs = [
                     (pos.hdr, pos.frame + 1, old.last_commit, old.commit_pages),
                     (hdr, 1, new.last_commit, new.commit_pages),
@@ -303,11 +328,9 @@ class SqliteFollower:
                 new_pos = _Position(hdr, pos.wal_id, new.last_commit, new.commit_checksum)
                 kind = "bridged"
             else:
-                return None
+                return self._why("the log restarted more than once, or was recreated")
             pages, delta = self._apply(fd, runs, state.page_size, state.pages)
-            # Proofs, read after every frame was read (see the module docstring).
-            if read_header(fd) != hdr:
-                raise _Fallback("the log restarted while it was read")
+            # The end of the old generation, proven after every frame was read.
             if kind == "bridged":
                 fh = read_frame_header(fd, pos.hdr, pos.frame)
                 if (
@@ -343,6 +366,10 @@ class SqliteFollower:
                     raw = os.pread(fd, size, hdr.frame_offset(index))
                     if len(raw) < size:
                         raise _Fallback("a verified frame was cut short")
+                    # A writer writes a frame's header before its page: the header
+                    # unchanged after the page was read proves the page is this frame's.
+                    if os.pread(fd, FRAME_HEADER_BYTES, hdr.frame_offset(index)) != raw[:24]:
+                        raise _Fallback("a frame was overwritten while it was read")
                     pgno = int.from_bytes(raw[:4], "big")
                     os.pwrite(sfd, memoryview(raw)[24:], (pgno - 1) * page_size)
                     if changed is not None:
