@@ -71,9 +71,9 @@ Generation change (a checkpoint restarted the log)
     salts), or an old-generation frame that breaks the chain (left by a
     rolled-back transaction: SQLite's recovery stops there too). A stop at
     the new generation's salts (overwritten), a partial frame (the file was
-    truncated, e.g. by ``journal_size_limit``, or torn), the header changing
-    again, frame k gone (``wal_checkpoint(TRUNCATE)`` empties the file), or
-    more frames to read than a full sync would cost: full sync.
+    truncated, e.g. by ``journal_size_limit``, or torn), frame k gone
+    (``wal_checkpoint(TRUNCATE)`` empties the file), or more frames to read
+    than a full sync would cost: full sync.
     One case is not provable and is accepted: ``journal_size_limit`` set to a
     byte count that is an exact frame boundary, truncating the old
     generation's tail exactly after one of its commit frames; SQLite truncates
@@ -88,9 +88,10 @@ Never in the application's way
     sees no ``SQLITE_BUSY`` (tested); a read-only connection cannot take the
     exclusive lock needed to checkpoint and delete the WAL on close (tested:
     after the application stopped, the follower's close leaves the WAL and
-    its frames). A database in rollback-journal mode is copied by the backup
-    API on every call (no log to follow), and there a reader does delay
-    writers: WAHA's engines use WAL mode.
+    its frames). A database in rollback-journal mode (or in WAL mode with no
+    or an empty log) is copied by the backup API whenever its file's size,
+    mtime or ctime changed (no log to follow); in rollback mode a reader does
+    delay writers: WAHA's engines use WAL mode.
 
 Cost and memory
     Memory does not depend on the database's size: one frame is read at a
@@ -126,10 +127,10 @@ from waha_sync.common.wal import (
 # (compare all). Bounds memory (a set of 65,536 ints is about 4 MB), whatever the size.
 MAX_CHANGED_PAGES = 65_536
 # A bridge over a log restart verifies at most this fraction of the database's pages
-# in frames before a full sync is preferred. Measured on this machine (4 KiB pages):
-# verifying and applying a frame costs ~40x the CPU of copying a page with the backup
-# API; with the caller's compare-all of every page after a full sync the break-even is
-# near 10% of the pages, so 5% leaves margin.
+# in frames before a full sync is preferred. Measured (2-core VM, 4 KiB pages, 150 MiB):
+# verifying and applying a frame ~230 us CPU; a full sync (backup + quick_check) ~12 us
+# per page (0.44-0.51 s), to which the caller adds a compare of every page. Break-even
+# is near 7% of the pages; 5% leaves margin for the caller's cheaper incremental work.
 BRIDGE_RATIO = 0.05
 BRIDGE_MIN_FRAMES = 2_000
 FULL_SYNC_ATTEMPTS = 5
@@ -443,7 +444,10 @@ class SqliteFollower:
                     return None
                 sc = scan(wal_fd, hdr, 0, hdr.checksum)
                 runs = [(hdr, 1, sc.last_commit, sc.commit_pages)]
-                pages, _ = self._apply(wal_fd, runs, page_size, pages)
+                try:
+                    pages, _ = self._apply(wal_fd, runs, page_size, pages)
+                except _Fallback:
+                    return None  # overwritten by a restarted log while replaying: again
                 if read_header(wal_fd) != hdr:
                     return None  # restarted while replaying: the frames may not be S's
                 pos = _Position(hdr, (wst.st_dev, wst.st_ino), sc.last_commit, sc.commit_checksum)
