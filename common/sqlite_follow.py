@@ -426,6 +426,7 @@ class SqliteFollower:
                     wal_fd = os.open(self._wal, os.O_RDONLY | os.O_CLOEXEC)
                     hdr = read_header(wal_fd)
             self._backup(src)
+            self._copy_header_page(page_size)
             src.execute("COMMIT")
         except BaseException:
             if wal_fd is not None:
@@ -465,6 +466,25 @@ class SqliteFollower:
             src.backup(dst)  # one step, inside src's open read transaction
         finally:
             dst.close()
+
+    def _copy_header_page(self, page_size: int) -> None:
+        """Page 1 as the database file holds it, over the backup's (still inside the read
+        transaction). The backup API writes its own change counter and schema cookie into
+        the copy; the file's page 1 is the snapshot's unless the WAL generation has a newer
+        one, which the replay that follows writes over it (a checkpoint backfills only up to
+        our read mark). So a database at rest is copied byte for byte."""
+        fd = os.open(self._db, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            page = os.pread(fd, page_size, 0)
+        finally:
+            os.close(fd)
+        if len(page) != page_size:
+            return
+        out = os.open(self._scratch, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.pwrite(out, page, 0)
+        finally:
+            os.close(out)
 
     def _quick_check(self) -> None:
         uri = f"{Path(self._scratch).absolute().as_uri()}?mode=ro&immutable=1"
