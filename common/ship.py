@@ -21,6 +21,7 @@ from waha_sync.common.content import EncodedBlob, encode, sha256_hex
 from waha_sync.common.read import SQLITE_MIME, FileVersion, Vanished, read_version
 from waha_sync.common.scan import Candidate, Skipped, fmt_bytes
 from waha_sync.common.store import Store, StoredEntry
+from waha_sync.common.words import plural
 
 log = logging.getLogger("waha_sync.sync")
 GROUP_BYTES = 8 * 1024 * 1024
@@ -130,9 +131,9 @@ def ship(
                 if on_group is not None:
                     on_group()
                 (log.info if len(todo) > group_files else log.debug)(
-                    "uploaded %d of %d changed files so far (%s raw)",
+                    "uploaded %d of %s so far (%s raw)",
                     report.uploaded,
-                    len(todo),
+                    plural(len(todo), "changed file"),
                     fmt_bytes(report.bytes_raw),
                 )
             pending = nxt

@@ -23,6 +23,7 @@ from waha_sync.common.push import deletions, holder_name
 from waha_sync.common.scan import Candidate, Excluder, fmt_bytes, is_gone, scan
 from waha_sync.common.ship import ShipReport, ship
 from waha_sync.common.store import Store, StoredEntry
+from waha_sync.common.words import plural
 from waha_sync.sidecar.pending import Pending
 from waha_sync.sidecar.start import lean, release_memory, take_over
 from waha_sync.sidecar.status import TreeStatus, error_kind
@@ -115,7 +116,11 @@ class TreeSync:
         self.status.epoch, self.status.holder = instance.epoch, instance.holder
         self.known = known
         log.info(
-            "%s: %d files stored for %s (epoch %d)", self.label, len(known), self.name, self.epoch
+            "%s: %s stored for %s (epoch %d)",
+            self.label,
+            plural(len(known), "file"),
+            self.name,
+            self.epoch,
         )
         self._full_comparison("start")
         log.info(
@@ -139,7 +144,7 @@ class TreeSync:
         self.status.compared_at = time.time()
         step = self.settings.max_delay_seconds if self.watcher.degraded else 0
         self.next_full = time.monotonic() + (step or self.settings.reconcile_seconds)
-        self._log(report, f"{why} comparison of {len(found.candidates)} files")
+        self._log(report, f"{why} comparison of {plural(len(found.candidates), 'file')}")
         del found, report
         release_memory()
 
@@ -157,7 +162,7 @@ class TreeSync:
         if report.commit_id is not None:
             self.status.durable(time.monotonic() - first)
         what = "final flush of" if self.stopping else "shipped"
-        self._log(report, f"{what} {len(paths)} changed paths")
+        self._log(report, f"{what} {plural(len(paths), 'changed path')}")
 
     def _candidate(self, rel: str) -> Candidate | None:
         path = self.root / rel
@@ -234,11 +239,11 @@ class TreeSync:
             log.debug("%s: %s: nothing to commit", self.label, what)
             return
         log.info(
-            "%s: %s: commit %d: %d files (%s), %d deleted, %d skipped",
+            "%s: %s: commit %d: %s (%s), %d deleted, %d skipped",
             self.label,
             what,
             report.commit_id,
-            len(report.committed),
+            plural(len(report.committed), "file"),
             fmt_bytes(report.bytes_raw),
             report.deleted,
             len(report.skipped),
@@ -250,10 +255,10 @@ class TreeSync:
         if self.status.failing_since is None:
             self.status.failing_since = time.time()
             log.warning(
-                "%s: cannot sync (%s); keeping %d changed paths and retrying (backoff up to %gs)",
+                "%s: cannot sync (%s); keeping %s and retrying (backoff up to %gs)",
                 self.label,
                 reason,
-                len(self.pending),
+                plural(len(self.pending), "changed path"),
                 BACKOFF_CAP,
             )
         else:

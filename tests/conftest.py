@@ -118,7 +118,7 @@ def pg_server() -> Iterator[Server]:
     if given:
         yield Server(given, None)
         return
-    local = LocalPostgres(Path(tempfile.mkdtemp(prefix="wspg")))
+    local = LocalPostgres(Path(tempfile.mkdtemp(prefix="wspg")), durable=False)
     local.start()
     try:
         yield Server(local.url(), local)
@@ -143,7 +143,7 @@ def plain_db(pg_server: Server) -> DbTarget:
 @pytest.fixture
 def stoppable_db(tmp_path: Path) -> Iterator[tuple[LocalPostgres, DbTarget]]:
     """A PostgreSQL server of the test's own, which it may stop and start (outages)."""
-    local = LocalPostgres(tmp_path / "pg")
+    local = LocalPostgres(tmp_path / "pg", durable=False)
     local.start()
     try:
         yield local, DbTarget(local.url(), "postgresql", 0.0)
