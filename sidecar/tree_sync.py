@@ -52,7 +52,7 @@ class TreeSync:
         self.known: dict[str, StoredEntry] | None = None  # None until the first comparison
         self.epoch = 0
         self.holder = holder_name("sidecar")
-        self.status = TreeStatus(label, str(self.root), self.name)
+        self.status = TreeStatus(label, os.path.abspath(self.root), self.name)  # noqa: PTH100 - normalised, links kept
         self.next_full = 0.0
         self.retry_at = 0.0
         self.backoff = BACKOFF_FIRST
