@@ -73,7 +73,7 @@ class Server:
     """The throwaway PostgreSQL plus the helpers the rounds need."""
 
     def __init__(self, folder: Path) -> None:
-        self.local = LocalPostgres(folder)
+        self.local = LocalPostgres(folder, durable=False)
         self.psql_bin = shutil.which("psql") or "psql"
 
     def sql(self, sql: str, db: str = "postgres") -> str:

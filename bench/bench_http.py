@@ -40,7 +40,7 @@ from procstat import cpu_seconds
 from table import Row, Section, p99, report, verdict
 from trees import scratch_server
 
-from conftest import DbTarget
+from dbtarget import DbTarget
 from podsim import BaileysWriter, SidecarProc, free_port
 from waha_sync.common.connect import open_connection
 from waha_sync.common.localpg import LocalPostgres

@@ -23,7 +23,7 @@ from procstat import status
 from table import Row, Section, report, verdict
 from trees import noweb_tree, scratch_server
 
-from conftest import DbTarget
+from dbtarget import DbTarget
 from waha_sync.common.localpg import LocalPostgres
 
 

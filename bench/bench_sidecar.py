@@ -45,7 +45,7 @@ from procstat import cpu_seconds, status, switches
 from table import Row, Section, p99, report, verdict
 from trees import noweb_tree, rewrite_identical, scratch_server
 
-from conftest import DbTarget
+from dbtarget import DbTarget
 from podsim import SidecarProc
 from waha_sync.common.connect import open_connection
 from waha_sync.common.localpg import LocalPostgres

@@ -5,6 +5,11 @@ Sizes: full = the issue's (~9,000 and ~100,000 files, 60 s idle, 10 s wrk runs; 
 whose numbers mean nothing. Each section's table is printed as soon as it is done. A MISSED
 goal is reported, not an error; a section that fails makes the exit status 1 and leaves the
 report file untouched (the tables printed so far stay on stdout).
+
+Only a full run of every section rewrites BENCHMARKS.md; any other run writes it only when
+asked (``--write``, or ``--out FILE`` for another file). Needs the package (``pip install
+'.[local]'``), ``psql`` and ``wrk``; never pytest (the helpers it shares with the tests,
+``tests/dbtarget.py``, ``podsim.py`` and ``wahatree.py``, do not import it).
 """
 
 from __future__ import annotations
@@ -83,7 +88,17 @@ def main(argv: list[str] | None = None) -> int:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="reduced sizes, about 2 minutes")
     size.add_argument("--tiny", action="store_true", help="smoke-test sizes (for the tests)")
-    parser.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md", help="report file")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write the report to this file (default: BENCHMARKS.md, on a full run or --write)",
+    )
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help="rewrite BENCHMARKS.md after a --quick, --tiny or --only run too",
+    )
     parser.add_argument(
         "--only", default="", help="comma-separated sections: " + ",".join(SIZES["full"])
     )
@@ -113,15 +128,20 @@ def main(argv: list[str] | None = None) -> int:
     command += f" --only {','.join(only)}" if only else ""
     print(f"[bench/run] wall time {time.monotonic() - started:.0f} s")
     if failed:
-        print(
-            f"[bench/run] failed: {', '.join(failed)}; {args.out.name} not written", file=sys.stderr
-        )
+        print(f"[bench/run] failed: {', '.join(failed)}; no report written", file=sys.stderr)
         return 1
+    passed, missed = (sum(s.goals()[i] for s in results) for i in (0, 1))
+    out = args.out or REPO / "BENCHMARKS.md"
+    if args.out is None and not args.write and (mode != "full" or only):
+        print(
+            f"[bench/run] goals: {passed} PASS, {missed} MISSED; {out.name} left as it is "
+            "(only a full run rewrites it; --write to write this one)"
+        )
+        return 0
     facts = report.machine(_bin_dir())
     text = report.render(results, facts, command, datetime.now(UTC), report.git_commit(REPO))
-    args.out.write_text(text)
-    passed, missed = (sum(s.goals()[i] for s in results) for i in (0, 1))
-    print(f"[bench/run] goals: {passed} PASS, {missed} MISSED; wrote {args.out.name}")
+    out.write_text(text)
+    print(f"[bench/run] goals: {passed} PASS, {missed} MISSED; wrote {out.name}")
     return 0
 
 

@@ -129,7 +129,7 @@ def check_restore(tree: Path, out: Path) -> None:
 def scratch_server(name: str) -> Iterator[tuple[LocalPostgres, Path]]:
     """A throwaway folder with a started PostgreSQL in it; both are gone afterwards."""
     work = Path(tempfile.mkdtemp(prefix=f"wsbench-{name}-"))
-    pg = LocalPostgres(work / "pg")
+    pg = LocalPostgres(work / "pg", durable=False)
     try:
         pg.start()
         yield pg, work

@@ -7,6 +7,7 @@ import functools
 import logging
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pg8000.exceptions
 
@@ -21,6 +22,7 @@ from waha_sync.common.push import push
 from waha_sync.common.scan import fmt_bytes
 from waha_sync.common.schema import migrate
 from waha_sync.common.trees import Tree, trees
+from waha_sync.common.words import plural
 
 COMPONENT = {
     "push": "sync",
@@ -59,13 +61,22 @@ def open_db(settings: Settings, component: str, wait: float) -> Database:
     return db
 
 
+def require_folder(path: Path, *, may_create: bool = False) -> None:
+    """``--sessions-dir`` must be a folder (``may_create``: or not exist yet): else exit 2.
+
+    One rule, checked before any I/O, for every command that uses the folder.
+    """
+    if path.is_dir() or (may_create and not path.exists() and not path.is_symlink()):
+        return
+    raise ConfigError(
+        f"sessions_dir: not a directory (got {str(path)!r})",
+        "--sessions-dir pointing at WAHA's sessions folder",
+    )
+
+
 def run_push(settings: Settings, args: argparse.Namespace) -> int:
     log = logging.getLogger("waha_sync.sync")
-    if not settings.sessions_dir.is_dir():
-        raise ConfigError(
-            f"sessions_dir: not a directory (got {str(settings.sessions_dir)!r})",
-            "--sessions-dir pointing at WAHA's sessions folder",
-        )
+    require_folder(settings.sessions_dir)
     db = open_db(settings, "sync", settings.wait_seconds)
     migrate(db)
     out = push(PgStore(db), settings, force=args.force)
@@ -120,11 +131,11 @@ def _restore_tree(settings: Settings, args: argparse.Namespace, label: str) -> N
     if r.commit_id == 0:
         return
     log.info(
-        "restore done (%s): commit %d, %d files (%d written, %d unchanged, %d local kept), %s; "
+        "restore done (%s): commit %d, %s (%d written, %d unchanged, %d local kept), %s; "
         "epoch %s; %.2fs",
         label,
         r.commit_id,
-        r.files,
+        plural(r.files, "file"),
         r.written,
         r.unchanged,
         len(r.kept_local),

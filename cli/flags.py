@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from datetime import datetime
 
+from waha_sync.common.errors import ConfigError
+
 
 def add_command_flags(name: str, sub: argparse.ArgumentParser) -> None:
     if name in ("push", "sidecar"):
@@ -32,7 +34,8 @@ def add_command_flags(name: str, sub: argparse.ArgumentParser) -> None:
             type=int,
             default=None,
             metavar="PORT",
-            help="TCP port of the embedded PostgreSQL (default: a free one).",
+            help="TCP port of the embedded PostgreSQL (default: a free one; other commands "
+            "find it in the data folder).",
         )
     if name == "import-gridfs":
         from waha_sync.gridfs import add_flags
@@ -45,8 +48,9 @@ def add_command_flags(name: str, sub: argparse.ArgumentParser) -> None:
 def _timestamp(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"at: not an ISO 8601 time (got {text!r}); Try: --at 2026-01-09T10:30:00Z"
+    except ValueError:  # a ConfigError passes through argparse: one line and a hint, exit 2
+        raise ConfigError(
+            f"at: not an ISO 8601 time (got {text!r})",
+            "--at 2026-01-09T10:30:00Z (or 2026-01-09 for midnight, local time)",
         ) from None
     return value if value.tzinfo else value.astimezone()

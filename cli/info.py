@@ -10,15 +10,37 @@ from typing import Any
 
 from waha_sync.commands import open_db
 from waha_sync.common.config import Settings
+from waha_sync.common.db import Database
+from waha_sync.common.errors import WahaSyncError
 from waha_sync.common.pgstore import PgStore
 from waha_sync.common.schema import LATEST, schema_version
 
+KNOWN_SHOWN = 20  # instances named in the "unknown instance" error
+
+
+def known_instances(db: Database) -> list[str]:
+    """The instances the database knows, by name (media trees end in ``/media``)."""
+    rows = db.transaction(
+        lambda tx: tx.run("SELECT instance FROM waha_sync_instances ORDER BY instance")
+    )
+    return [str(r[0]) for r in rows]
+
 
 def run_ls(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the live files of ``--instance``; an instance the database lacks is an error."""
     db = open_db(settings, "cli", 0)
     rows: list[dict[str, Any]] = []
-    if schema_version(db) > 0:
-        for page in PgStore(db).live_entries(settings.instance):
+    store = PgStore(db)
+    if schema_version(db) == 0 or store.instance(settings.instance) is None:
+        known = known_instances(db) if schema_version(db) > 0 else []
+        shown = ", ".join(known[:KNOWN_SHOWN]) + (", ..." if len(known) > KNOWN_SHOWN else "")
+        raise WahaSyncError(
+            f"instance: unknown to this database (got {settings.instance!r}); "
+            + (f"known: {shown}" if known else "it holds no instance yet"),
+            f"--instance {known[0]}" if known else "waha-sync push or the sidecar stores one",
+        )
+    if True:
+        for page in store.live_entries(settings.instance):
             rows.extend(
                 {
                     "path": e.path,

@@ -29,8 +29,14 @@ def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
-def add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    """Add a flag for every settings field; unset flags leave env and defaults in charge."""
+def add_setting_flags(parser: argparse.ArgumentParser, shown: set[str] | None = None) -> None:
+    """Add a flag for every settings field; unset flags leave env and defaults in charge.
+
+    ``shown``: the settings (field names, plus ``secrets_dir``) the command uses; only
+    their flags appear in ``--help``. The others are still accepted, the way a
+    setting in the environment is, so one set of flags or one Secret can serve every
+    command. ``None`` shows all.
+    """
     group = parser.add_argument_group("settings (each also WAHA_SYNC_<NAME> in the environment)")
     for name, field in Settings.model_fields.items():
         kwargs: dict[str, Any] = {"dest": f"setting_{name}", "default": argparse.SUPPRESS}
@@ -38,13 +44,17 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
             kwargs.update(action="append", metavar="GLOB")
         else:
             kwargs["metavar"] = name.split("_")[-1].upper()
-        group.add_argument(flag_name(name), help=field.description, **kwargs)
+        visible = shown is None or name in shown
+        text = field.description if visible else argparse.SUPPRESS
+        group.add_argument(flag_name(name), help=text, **kwargs)
     group.add_argument(
         "--secrets-dir",
         dest="secrets_dir",
         default=argparse.SUPPRESS,
         metavar="DIR",
-        help=f"Folder of secret files named like the env vars (env {SECRETS_DIR_ENV}).",
+        help=f"Folder of secret files named like the env vars (env {SECRETS_DIR_ENV})."
+        if shown is None or "secrets_dir" in shown
+        else argparse.SUPPRESS,
     )
 
 

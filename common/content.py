@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import zstandard
 
 from waha_sync.common.errors import IntegrityError
+from waha_sync.common.words import plural
 
 CHUNK_BYTES = 512 * 1024
 ZSTD_LEVEL = 3
@@ -90,7 +91,7 @@ def decode(sha256: str, size_bytes: int, codec: str, chunks: list[bytes], path: 
     if len(data) != size_bytes or sha256_hex(data) != sha256:
         raise IntegrityError(
             f"{path}: stored content does not match its SHA-256 {sha256[:12]}… "
-            f"({len(data)} bytes, expected {size_bytes})",
+            f"({plural(len(data), 'byte')}, expected {size_bytes})",
             "push the file again from a good copy, or restore --at an earlier time",
         )
     return data

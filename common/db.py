@@ -23,6 +23,7 @@ import pg8000.native
 from waha_sync.common.connect import connection_uses_tls, open_connection
 from waha_sync.common.errors import DatabaseUnavailable
 from waha_sync.common.pgurl import ConnParams
+from waha_sync.common.words import plural
 
 T = TypeVar("T")
 
@@ -136,7 +137,8 @@ class Database:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise DatabaseUnavailable(
-                        f"{exc.message} (gave up after {attempt} attempts in {timeout:g}s)",
+                        f"{exc.message} (gave up after {plural(attempt, 'attempt')} "
+                        f"in {timeout:g}s)",
                         "check the URL and that the database is up; raise --wait-seconds",
                     ) from exc
                 self.log.info("waiting for the database (attempt %d): %s", attempt, exc.message)

@@ -35,6 +35,7 @@ from datetime import timedelta
 from waha_sync.common.errors import ConfigError
 from waha_sync.common.scan import fmt_bytes
 from waha_sync.common.store import GcBatch, Store
+from waha_sync.common.words import plural
 
 log = logging.getLogger("waha_sync.sync")
 
@@ -76,11 +77,12 @@ class GcReport:
     def summary(self, instance: str) -> str:
         """One line for the log."""
         return (
-            f"gc done: instance {instance}: deleted {self.versions_deleted} old versions, "
-            f"{self.tombstones_deleted + self.entries_deleted} tombstones, "
-            f"{self.commits_deleted} commits, "
-            + (f"{self.pieces_deleted} unused pieces, " if self.pieces_deleted else "")
-            + f"{self.blobs_deleted} unreferenced blobs "
+            f"gc done: instance {instance}: "
+            f"deleted {plural(self.versions_deleted, 'old version')}, "
+            f"{plural(self.tombstones_deleted + self.entries_deleted, 'tombstone')}, "
+            f"{plural(self.commits_deleted, 'commit')}, "
+            + (f"{plural(self.pieces_deleted, 'unused piece')}, " if self.pieces_deleted else "")
+            + f"{plural(self.blobs_deleted, 'unreferenced blob')} "
             f"({fmt_bytes(self.bytes_freed)} stored); {self.seconds:.2f}s"
         )
 

@@ -101,6 +101,14 @@ def _got(text: str, show: bool) -> str:
     )
 
 
+def _got_scheme(text: str) -> str:
+    """`` (got 'postgres//...')``: what stands where the scheme belongs, never a password."""
+    head = re.match(r"[A-Za-z][A-Za-z0-9+.-]{0,30}(:?/{0,2})", text)
+    if head is None:
+        return " (got a text that does not start with a scheme)"
+    return f" (got '{head.group(0)}...')"
+
+
 def _port(text: str, show: bool = True) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise _fail(f"port must be a number from 1 to 65535{_got(text, show)}")
@@ -174,8 +182,7 @@ def parse_url(url: str) -> ConnParams:
     """Parse a ``postgresql://`` or ``postgres://`` URL; raise ``ConfigError`` if invalid."""
     scheme, sep, rest = url.strip().partition("://")
     if not sep or scheme.lower() not in SCHEMES:
-        got = f" (got '{scheme}://...')" if sep and len(scheme) < 40 else ""
-        raise _fail(f"must start with postgresql:// or postgres://{got}")
+        raise _fail(f"must start with postgresql:// or postgres://{_got_scheme(url.strip())}")
     userinfo, hostport, tail = _split_authority(rest)
     # With no user info found, an '@' later on may mean a password holding '?':
     # then nothing from the host part is echoed in errors.

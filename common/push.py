@@ -10,6 +10,7 @@ writes a marker, so the sidecar may go on from there.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from collections.abc import Iterable
@@ -24,13 +25,20 @@ from waha_sync.common.pieces import PiecedFiles
 from waha_sync.common.scan import Excluder, ScanResult, scan
 from waha_sync.common.ship import ShipReport, ship
 from waha_sync.common.store import Instance, Store, StoredEntry
+from waha_sync.common.words import plural
 
 log = logging.getLogger("waha_sync.sync")
 
 
 def holder_name(role: str) -> str:
-    """Who holds a claim: the host (the pod name in Kubernetes) and the role."""
-    return f"{socket.gethostname()}/{role}"
+    """Who holds a claim, as ``host/role[pid]`` (``waha-0/restore[4321]``).
+
+    The host is ``POD_NAME`` when set (Kubernetes' downward API), else the host
+    name (in Kubernetes, the pod's name); ``role`` is the component (restore,
+    push, sidecar); the pid tells processes on one host apart.
+    """
+    host = os.environ.get("POD_NAME", "").strip() or socket.gethostname()
+    return f"{host}/{role}[{os.getpid()}]"
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,15 @@ def authorise(
         return current, marker
     if force:
         return store.claim(name, holder_name(role)), marker
+    if ours and marker is not None and (current is None or current.epoch < marker.epoch):
+        # Epochs only grow: a marker ahead of this database was written by another one.
+        here = "does not know the instance" if current is None else f"is at epoch {current.epoch}"
+        raise RefusedError(
+            f"{root}: refusing to upload: this directory's marker (instance {name!r}, epoch "
+            f"{marker.epoch}) belongs to another database; this one {here}",
+            f"waha-sync {role} --force to copy these sessions into this database, or give the "
+            "--database-url it was restored from",
+        )
     if ours and current is not None and marker is not None:
         raise FencedError(
             f"fenced: instance {name} was claimed by {current.holder} (epoch {current.epoch}); "
@@ -105,8 +122,8 @@ def push(store: Store, settings: Settings, *, force: bool = False) -> PushOutcom
     for page in store.live_entries(name):
         stored.update((e.path, e) for e in page)
     log.info(
-        "scanned %d files (%d left out); %d stored",
-        len(found.candidates),
+        "scanned %s (%d left out); %d stored",
+        plural(len(found.candidates), "file"),
         len([s for s in found.skipped if not s.quiet]),
         len(stored),
     )

@@ -35,6 +35,7 @@ from waha_sync.common.read import (
 )
 from waha_sync.common.scan import Candidate, Skipped, fmt_bytes
 from waha_sync.common.store import Store, StoredEntry
+from waha_sync.common.words import plural
 
 log = logging.getLogger("waha_sync.sync")
 GROUP_BYTES = 8 * 1024 * 1024
@@ -168,9 +169,9 @@ def ship(
                 if on_group is not None:
                     on_group()
                 (log.info if len(todo) > group_files else log.debug)(
-                    "uploaded %d of %d changed files so far (%s raw)",
+                    "uploaded %d of %s so far (%s raw)",
                     report.uploaded,
-                    len(todo),
+                    plural(len(todo), "changed file"),
                     fmt_bytes(report.bytes_raw),
                 )
             pending = nxt

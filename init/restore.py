@@ -25,6 +25,7 @@ from waha_sync.common.errors import ConfigError
 from waha_sync.common.marker import MARKER_DIR, Marker, marker_path, write_marker
 from waha_sync.common.push import holder_name
 from waha_sync.common.store import Store, StoredEntry
+from waha_sync.common.words import plural
 from waha_sync.init.safepath import TMP_MARK, TargetDir, check_rel
 from waha_sync.init.tree_writer import (
     PageResult,
@@ -114,7 +115,7 @@ def restore(
     for rel in report.kept_local[:20]:
         log.info("kept local file unknown to the database: %s", rel)
     if len(report.kept_local) > 20:
-        log.info("... and %d more local files kept", len(report.kept_local) - 20)
+        log.info("... and %s kept", plural(len(report.kept_local) - 20, "more local file"))
     write_marker(
         root,
         Marker(
@@ -190,7 +191,10 @@ def _restore_tree(
         report.bytes += r.bytes
     report.written = report.files - report.unchanged
     log.info(
-        "restored %d files (%d unchanged, %d process(es))", report.written, report.unchanged, procs
+        "restored %s (%d unchanged, %s)",
+        plural(report.written, "file"),
+        report.unchanged,
+        plural(procs, "process"),
     )
     TargetDir(str(settings.sessions_dir)).sync_and_close()
     return known

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import asdict
 from typing import Any
 
@@ -23,6 +24,7 @@ from waha_sync.common.pgstore import PgStore
 from waha_sync.sidecar.tree_sync import TreeSync
 from waha_sync.sidecar.view import (
     DbView,
+    Sample,
     SessionTotals,
     TreeView,
     View,
@@ -37,6 +39,8 @@ log = logging.getLogger("waha_sync.http")
 CHECK_SECONDS = 2.0
 PROBE_TIMEOUT = 5.0
 USAGE_SECONDS = 300.0  # how often the database is asked what each session costs
+HISTORY_STEP = 60.0  # seconds between the chart's samples
+HISTORY_SAMPLES = 360  # kept per tree: the last 6 hours, about 15 KB of memory
 
 
 class Monitor:
@@ -60,6 +64,10 @@ class Monitor:
         self._totals: dict[str, tuple[object, tuple[SessionTotals, ...], SessionTotals]] = {}
         self._usage: dict[str, dict[str | None, tuple[int, int]]] = {}
         self._usage_due: dict[str, float] = {}
+        self._history: dict[str, deque[Sample]] = {
+            s.label: deque(maxlen=HISTORY_SAMPLES) for s in syncs
+        }
+        self._lag_seen: dict[str, tuple[float, int]] = {}  # (lag_total, lag_count) last sampled
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="health", daemon=True)
 
@@ -133,6 +141,7 @@ class Monitor:
         rest = with_usage(rest, usage)
         problem = tree_problem(status, db, marker, marker_error, time.time(), self.unhealthy_after)
         stored = [*sessions, rest]
+        stored_bytes = sum(s.bytes for s in stored)
         return TreeView(
             sync.label,
             status,
@@ -141,10 +150,23 @@ class Monitor:
             sessions,
             rest,
             sum(s.files for s in stored),
-            sum(s.bytes for s in stored),
+            stored_bytes,
             problem,
             is_fenced(status, db),
+            self._sample(sync.label, status, stored_bytes),
         )
+
+    def _sample(self, label: str, status: dict[str, Any], stored_bytes: int) -> tuple[Sample, ...]:
+        """The chart's samples: one added every ``HISTORY_STEP`` seconds, in a bounded ring."""
+        ring = self._history[label]
+        now = time.time()
+        if not ring or now - ring[-1].at >= HISTORY_STEP:
+            total, count = status["lag_total"], status["lag_count"]
+            seen_total, seen_count = self._lag_seen.get(label, (0.0, 0))
+            lag = (total - seen_total) / (count - seen_count) if count > seen_count else None
+            self._lag_seen[label] = (total, count)
+            ring.append(Sample(int(now), stored_bytes, status["commits"], lag))
+        return tuple(ring)
 
     def _session_totals(
         self, sync: TreeSync, status: dict[str, Any]

@@ -127,6 +127,18 @@ def _tree_body(t: TreeView) -> dict[str, Any]:
         ],
         "sessions": [_session(x) for x in t.sessions],
         "other_files": _session(t.other) if t.other is not None else None,
+        "history": {
+            "columns": ["time", "stored_bytes", "commits", "lag_seconds"],
+            "samples": [
+                [
+                    s.at,
+                    s.stored_bytes,
+                    s.commits,
+                    None if s.lag_seconds is None else round(s.lag_seconds, 3),
+                ]
+                for s in t.history
+            ],
+        },
     }
 
 

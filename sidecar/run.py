@@ -25,6 +25,7 @@ from waha_sync.common.db import Database
 from waha_sync.common.errors import FencedError, WahaSyncError
 from waha_sync.common.store import Store
 from waha_sync.common.trees import Tree, require_dirs, trees
+from waha_sync.common.words import plural
 from waha_sync.sidecar.front import Front
 from waha_sync.sidecar.start import limit_malloc_arenas
 from waha_sync.sidecar.tree_sync import TreeSync
@@ -84,9 +85,9 @@ class Sidecar:
     def _timed_out(self) -> None:
         left = sum(len(s.pending) for s in self.syncs)
         log.error(
-            "shutdown timeout (%gs) reached: %d changed paths not shipped",
+            "shutdown timeout (%gs) reached: %s not shipped",
             self.settings.shutdown_timeout_seconds,
-            left,
+            plural(left, "changed path"),
         )
         os._exit(1)
 
@@ -113,7 +114,10 @@ class Sidecar:
         try:
             sync.watcher.start()  # watches first: nothing changes unseen after the comparison
             log.info(
-                "%s: watching %s (%d folders)", sync.label, sync.root, len(sync.watcher.folders)
+                "%s: watching %s (%s)",
+                sync.label,
+                sync.root,
+                plural(len(sync.watcher.folders), "folder"),
             )
             while not self.stop.is_set():
                 sync.status.beat()
@@ -147,7 +151,7 @@ class Sidecar:
             left = (
                 "every change since the restore"
                 if sync.known is None
-                else f"{len(sync.pending)} changed paths"
+                else plural(len(sync.pending), "changed path")
             )
             log.error(
                 "%s: stopped with %s not shipped (%s)", sync.label, left, sync.status.last_error

@@ -46,6 +46,8 @@ class TreeStatus:
     last_commit_files: int = 0
     last_commit_bytes: int = 0
     lag_seconds: float | None = None  # first change -> durable, for the last batch
+    lag_total: float = 0.0  # sum of every batch's lag since start (with lag_count: means)
+    lag_count: int = 0
     failing_since: float | None = None
     last_error: str | None = None
     fenced: str | None = None
@@ -78,6 +80,8 @@ class TreeStatus:
     def durable(self, lag: float) -> None:
         """A batch whose first change happened ``lag`` seconds ago is committed."""
         self.lag_seconds = lag
+        self.lag_total += lag
+        self.lag_count += 1
         if self.on_lag is not None:
             self.on_lag(lag)
 

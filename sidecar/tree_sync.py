@@ -24,6 +24,7 @@ from waha_sync.common.push import deletions, holder_name
 from waha_sync.common.scan import Candidate, Excluder, fmt_bytes, is_gone, scan
 from waha_sync.common.ship import ShipReport, ship
 from waha_sync.common.store import Store, StoredEntry
+from waha_sync.common.words import plural
 from waha_sync.sidecar.pending import Pending
 from waha_sync.sidecar.start import lean, release_memory, take_over
 from waha_sync.sidecar.status import TreeStatus, error_kind
@@ -53,7 +54,7 @@ class TreeSync:
         self.known: dict[str, StoredEntry] | None = None  # None until the first comparison
         self.epoch = 0
         self.holder = holder_name("sidecar")
-        self.status = TreeStatus(label, str(self.root), self.name)
+        self.status = TreeStatus(label, os.path.abspath(self.root), self.name)  # noqa: PTH100 - normalised, links kept
         self.next_full = 0.0
         self.retry_at = 0.0
         self.backoff = BACKOFF_FIRST
@@ -117,7 +118,11 @@ class TreeSync:
         self.status.epoch, self.status.holder = instance.epoch, instance.holder
         self.known = known
         log.info(
-            "%s: %d files stored for %s (epoch %d)", self.label, len(known), self.name, self.epoch
+            "%s: %s stored for %s (epoch %d)",
+            self.label,
+            plural(len(known), "file"),
+            self.name,
+            self.epoch,
         )
         self._full_comparison("start")
         log.info(
@@ -141,7 +146,7 @@ class TreeSync:
         self.status.compared_at = time.time()
         step = self.settings.max_delay_seconds if self.watcher.degraded else 0
         self.next_full = time.monotonic() + (step or self.settings.reconcile_seconds)
-        self._log(report, f"{why} comparison of {len(found.candidates)} files")
+        self._log(report, f"{why} comparison of {plural(len(found.candidates), 'file')}")
         del found, report
         release_memory()
 
@@ -159,7 +164,7 @@ class TreeSync:
         if report.commit_id is not None:
             self.status.durable(time.monotonic() - first)
         what = "final flush of" if self.stopping else "shipped"
-        self._log(report, f"{what} {len(paths)} changed paths")
+        self._log(report, f"{what} {plural(len(paths), 'changed path')}")
 
     def _candidate(self, rel: str) -> Candidate | None:
         path = self.root / rel
@@ -237,11 +242,11 @@ class TreeSync:
             log.debug("%s: %s: nothing to commit", self.label, what)
             return
         log.info(
-            "%s: %s: commit %d: %d files (%s), %d deleted, %d skipped",
+            "%s: %s: commit %d: %s (%s), %d deleted, %d skipped",
             self.label,
             what,
             report.commit_id,
-            len(report.committed),
+            plural(len(report.committed), "file"),
             fmt_bytes(report.bytes_raw),
             report.deleted,
             len(report.skipped),
@@ -253,10 +258,10 @@ class TreeSync:
         if self.status.failing_since is None:
             self.status.failing_since = time.time()
             log.warning(
-                "%s: cannot sync (%s); keeping %d changed paths and retrying (backoff up to %gs)",
+                "%s: cannot sync (%s); keeping %s and retrying (backoff up to %gs)",
                 self.label,
                 reason,
-                len(self.pending),
+                plural(len(self.pending), "changed path"),
                 BACKOFF_CAP,
             )
         else:

@@ -55,6 +55,17 @@ class TreeView:
     stored_bytes: int = 0
     problem: str | None = None  # why this tree is not ready, or None
     fenced: bool = False  # another holder claimed the instance
+    history: tuple[Sample, ...] = ()  # oldest first, one per HISTORY_STEP seconds
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One point of the dashboard's chart: the tree at wall-clock time ``at``."""
+
+    at: int  # unix seconds
+    stored_bytes: int
+    commits: int  # since start (a counter: the chart shows its steps)
+    lag_seconds: float | None  # mean change-to-durable lag of the batches since the last sample
 
 
 @dataclass(frozen=True)

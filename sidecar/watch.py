@@ -23,6 +23,7 @@ from pathlib import Path
 from inotify_simple import INotify, flags
 
 from waha_sync.common.scan import Excluder
+from waha_sync.common.words import plural
 
 log = logging.getLogger("waha_sync.sync")
 
@@ -100,7 +101,7 @@ class TreeWatcher:
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
                     self._degrade(
-                        f"inotify watch limit reached at {len(self.folders)} folders",
+                        f"inotify watch limit reached at {plural(len(self.folders), 'folder')}",
                         f"sysctl -w {SYSCTL}=524288 (and fs.inotify.max_user_instances) "
                         "on the node",
                     )

@@ -13,13 +13,13 @@ import os
 import secrets
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pg8000.native
 import pytest
 
+from dbtarget import DbTarget
 from tls_servers import certs, plain_pg, server_bin, sslonly_pg, tls_pg  # noqa: F401 - fixtures
 from waha_sync.common.localpg import LocalPostgres
 
@@ -32,51 +32,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="run tests/chaos at full size (hundreds of kills, minute-long outages)",
     )
-
-
-@dataclass(frozen=True)
-class DbTarget:
-    """One fresh database for one test, and how to reach it."""
-
-    url: str
-    mode: str
-    chaos_rate: float
-
-    def cli(self, *args: str) -> int:
-        """Run the waha-sync command in this process against this database."""
-        from waha_sync.main import main
-
-        saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("WAHA_SYNC_")}
-        os.environ["WAHA_SYNC_DATABASE_URL"] = self.url
-        os.environ["WAHA_SYNC_CHAOS_40001_RATE"] = str(self.chaos_rate)
-        try:
-            return main(list(args))
-        finally:
-            del os.environ["WAHA_SYNC_DATABASE_URL"], os.environ["WAHA_SYNC_CHAOS_40001_RATE"]
-            os.environ.update(saved)
-
-    def sql(self, statement: str, **params: object) -> list[list[object]]:
-        """Run one statement directly (autocommit), bypassing waha-sync."""
-        from waha_sync.common.connect import open_connection
-        from waha_sync.common.pgurl import parse_url
-
-        conn = open_connection(parse_url(self.url))
-        try:
-            return conn.run(statement, **params) or []
-        finally:
-            conn.close()
-
-    def env(self, **extra: str) -> dict[str, str]:
-        """Environment for a waha-sync subprocess pointed at this database."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WAHA_SYNC_")}
-        env.pop("DATABASE_URL", None)
-        env.pop("WHATSAPP_SESSIONS_POSTGRESQL_URL", None)
-        for alias in ("WAHA_API_KEY", "WHATSAPP_API_KEY", "WAHA_DASHBOARD_USERNAME"):
-            env.pop(alias, None)
-        env.pop("WAHA_DASHBOARD_PASSWORD", None)
-        env.update(WAHA_SYNC_DATABASE_URL=self.url, WAHA_SYNC_CHAOS_40001_RATE=str(self.chaos_rate))
-        env.update(extra)
-        return env
 
 
 def _with_db(url: str, database: str) -> str:
@@ -118,7 +73,7 @@ def pg_server() -> Iterator[Server]:
     if given:
         yield Server(given, None)
         return
-    local = LocalPostgres(Path(tempfile.mkdtemp(prefix="wspg")))
+    local = LocalPostgres(Path(tempfile.mkdtemp(prefix="wspg")), durable=False)
     local.start()
     try:
         yield Server(local.url(), local)
@@ -143,7 +98,7 @@ def plain_db(pg_server: Server) -> DbTarget:
 @pytest.fixture
 def stoppable_db(tmp_path: Path) -> Iterator[tuple[LocalPostgres, DbTarget]]:
     """A PostgreSQL server of the test's own, which it may stop and start (outages)."""
-    local = LocalPostgres(tmp_path / "pg")
+    local = LocalPostgres(tmp_path / "pg", durable=False)
     local.start()
     try:
         yield local, DbTarget(local.url(), "postgresql", 0.0)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from conftest import DbTarget
+from dbtarget import DbTarget
 from wahatree import tree_digest
 
 FAST = {

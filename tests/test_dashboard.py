@@ -62,6 +62,12 @@ def _settled(side: SidecarProc, sessions: set[str], timeout: float = 30) -> dict
         time.sleep(0.2)
 
 
+def _chart_points(page: Page, name: str) -> list[str]:
+    """The ``x,y`` points of one inline SVG chart (empty while it has no data)."""
+    line = page.locator(f'#trees svg[data-chart="{name}"] polyline')
+    return (line.get_attribute("points") or "").split() if line.count() else []
+
+
 def _refreshes(page: Page) -> int:
     return int(page.get_attribute("body", "data-refreshes") or 0)
 
@@ -81,7 +87,7 @@ def test_dashboard_renders_refreshes_and_stays_on_its_origin(
     assert (vol / "noweb/default/app-state-sync-key-big.json").stat().st_size == 2000
     side = SidecarProc(
         plain_db,
-        vol,
+        Path(os.path.relpath(vol)),  # as typed in a terminal: the page shows it absolute
         tmp_path / "side.log",
         WAHA_SYNC_DASHBOARD_USERNAME=USER,
         WAHA_SYNC_DASHBOARD_PASSWORD=PASSWORD,
@@ -124,6 +130,15 @@ def test_dashboard_renders_refreshes_and_stays_on_its_origin(
             assert "app-state-sync-key-big.json" in page.inner_text("#skipped")
             cells = page.locator('#sessions tr[data-session="noweb/default"] td').all_inner_texts()
             assert (cells[1], cells[4], cells[5]) == ("2", "0", "1")  # files, pending, skipped
+            assert page.inner_text('#trees dt:text-is("Directory") + dd') == str(vol)
+            local = page.inner_text('#trees dt:text-is("Local") + dd')
+            assert local.startswith("4 files (1 skipped), "), local  # 3 stored, 1 too big
+            for name in ("stored", "commits"):  # the inline charts: a sample and now
+                assert len(_chart_points(page, name)) >= 2, name
+            assert page.locator('#trees svg[data-chart="lag"]').count() == 1
+            history = body["trees"][0]["history"]
+            assert history["columns"] == ["time", "stored_bytes", "commits", "lag_seconds"]
+            assert history["samples"] and len(history["samples"][0]) == 4
             page.screenshot(path=str(_artifacts() / "dashboard.png"), full_page=True)
 
             page.evaluate("window.sameDocument = true")  # gone if the page reloads
@@ -132,6 +147,11 @@ def test_dashboard_renders_refreshes_and_stays_on_its_origin(
             page.wait_for_selector('#sessions tr[data-session="noweb/third"]', timeout=20_000)
             assert page.evaluate("window.sameDocument === true")
             assert _refreshes(page) > before
+            page.wait_for_selector(
+                '#trees svg[data-chart="lag"] polyline', state="attached", timeout=20_000
+            )
+            lag = _chart_points(page, "lag")  # a change shipped: its lag is drawn
+            assert lag and all(0 <= float(p.split(",")[1]) <= 44 for p in lag), lag
 
             page.set_viewport_size({"width": 375, "height": 812})
             page.emulate_media(color_scheme="dark")

@@ -278,7 +278,7 @@ def test_gc_command(db: DbTarget, tmp_path: Path, capsys: pytest.CaptureFixture[
 
     assert db.cli("gc") == 0
     assert (
-        "[SYNC] gc done: instance default: deleted 2 old versions, 2 tombstones, 1 commits, "
+        "[SYNC] gc done: instance default: deleted 2 old versions, 2 tombstones, 1 commit, "
         "2 unreferenced blobs" in capsys.readouterr().err
     )
     assert stored(db, sha("old.json", 1)) == stored(db, sha("creds.json", 1)) == (0, 0)

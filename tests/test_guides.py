@@ -93,23 +93,56 @@ def test_every_guide_exists_and_every_block_runs_or_says_why() -> None:
     assert len(runnable) >= 5, "the guides must show commands a reader can run here"
 
 
-def _workspace(tmp: Path, guide: str) -> Path:
+def _checkout_files(root: Path) -> list[str] | None:
+    """What a fresh clone holds, plus new files not ignored: git's view (None without git).
+
+    Local state a reader's commands leave behind (``up --sessions-dir ./sessions`` and its
+    marker, say) is ignored, so it never leaks into a test's copy.
+    """
+    try:
+        done = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(root),
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+            ],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return [name for name in done.stdout.decode().split("\0") if name]
+
+
+def _copy_checkout(root: Path, work: Path) -> None:
+    names = _checkout_files(root)
+    if names is None:  # not a git checkout: everything but build output and local state
+        shutil.copytree(
+            root,
+            work,
+            ignore=shutil.ignore_patterns(
+                ".git", ".venv", "build", "artifacts", "*.egg-info", "__pycache__", ".*_cache"
+            ),
+        )
+        shutil.rmtree(work / "sessions", ignore_errors=True)
+        return
+    for name in names:
+        source = root / name
+        if source.is_file():  # a tracked file deleted in the work tree is skipped
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, work / name)
+
+
+def _workspace(tmp: Path, guide: str, root: Path = ROOT) -> Path:
     """A copy of the repository as a reader has it, plus what the guide starts from."""
     work = tmp / "repo"
-    shutil.copytree(
-        ROOT,
-        work,
-        ignore=shutil.ignore_patterns(
-            ".git",
-            ".venv",
-            "build",
-            "artifacts",
-            "*.egg-info",
-            "__pycache__",
-            ".*_cache",
-            "node_modules",  # the real-client tests' npm packages (git-ignored, 150 MB)
-        ),
-    )
+    _copy_checkout(root, work)
     if guide == "MIGRATION.md":  # a plain volume: one NOWEB session and WAHA's database
         make_noweb_session(work / "sessions" / "noweb" / "default", prekeys=40)
         make_sqlite(work / "sessions" / "noweb" / "waha.sqlite3")
@@ -144,3 +177,22 @@ def test_guide_commands_run_as_written(guide: str, plain_db: DbTarget, tmp_path:
     assert done.returncode == 0, f"{guide}: a command failed (exit {done.returncode}):\n{output}"
     for text in EXPECT.get(guide, ()):
         assert text in output, f"{guide}: expected {text!r} in the output:\n{output}"
+
+
+def test_local_state_in_the_checkout_never_reaches_the_copy(tmp_path: Path) -> None:
+    """The README's `up --sessions-dir ./sessions` leaves a marked folder in the checkout."""
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    shutil.copy(ROOT / ".gitignore", clone / ".gitignore")
+    (clone / "README.md").write_text("# readme\n")
+    git = ["git", "-C", str(clone), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    (clone / "sessions" / ".waha-sync").mkdir(parents=True)
+    (clone / "sessions" / ".waha-sync" / "restored.json").write_text('{"instance": "default"}')
+    (clone / "sessions" / "noweb").mkdir()
+    (clone / "NEW.md").write_text("a guide not committed yet\n")
+    work = _workspace(tmp_path / "copy", "QUICKSTART.md", root=clone)
+    assert (work / "README.md").is_file() and (work / "NEW.md").is_file()
+    assert not (work / "sessions").exists()

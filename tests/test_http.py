@@ -102,7 +102,7 @@ def test_open_endpoints_report_sessions_skips_and_counters(
     assert tree["skipped"] == [{"path": "noweb/work/big.json", "reason": "2.9 KiB > limit 1000 B"}]
 
     (root / "noweb/work/pre-key-2.json").write_text('{"k": 2}')
-    side.wait_for("shipped 1 changed paths")
+    side.wait_for("shipped 1 changed path:")
     time.sleep(2.5)  # the next health check
     m = _metrics(side)
     assert m["waha_sync_commits_total{tree=sessions}"] == 2

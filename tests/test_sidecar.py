@@ -182,7 +182,7 @@ def test_database_outage_loses_nothing(
     assert log.count("cannot sync") == 1 and log.count("syncing again") == 1
     lines = log.splitlines()
     catch_up = lines[next(i for i, x in enumerate(lines) if "syncing again" in x) - 1]
-    assert "commit" in catch_up and " 1 changed paths" not in catch_up  # one catch-up commit
+    assert "commit" in catch_up and " 1 changed path:" not in catch_up  # one catch-up commit
     assert_same_tree(root, stored_tree(db, tmp_path / "check"))
 
 

@@ -84,7 +84,7 @@ def _start(
     server_bin: Path, settings: dict[str, str] | None = None, hba: list[str] | None = None
 ) -> LocalPostgres:
     data = Path(tempfile.mkdtemp(prefix="wstls"))
-    pg = LocalPostgres(data, settings=settings, hba=hba, bin_dir=server_bin)
+    pg = LocalPostgres(data, settings=settings, hba=hba, bin_dir=server_bin, durable=False)
     try:
         pg.start()
     except BaseException:
