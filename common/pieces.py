@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -46,7 +47,9 @@ log = logging.getLogger("waha_sync.sync")
 PIECE_TARGET = 4096  # SQLite: the smallest piece, in bytes (a page when pages are larger)
 FILE_PIECE_BYTES = 256 * 1024  # other files: under the 512 KiB value limit when stored raw
 PIECED_MIN_BYTES = 8 * 1024 * 1024  # other files from this size on are stored as pieces
-GROUP_BYTES = 8 * 1024 * 1024  # raw bytes of pieces held, encoded and sent at once
+# Raw bytes of pieces held, encoded and sent at once (push of a 256 MiB database: peak RSS
+# 110 MB with 8 MiB groups, 67 MB with 2 MiB).
+GROUP_BYTES = 2 * 1024 * 1024
 DIGEST = 32
 SCRATCH_DIR = "scratch"
 
@@ -213,8 +216,6 @@ def upload_pieced(
     (``FencedError``, ``DatabaseUnavailable``); a database that cannot be snapshotted or
     a file that keeps changing is a ``Skipped``.
     """
-    import sqlite3
-
     snap: Snapshot | None = None
     try:
         if sqlite:
