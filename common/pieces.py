@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from waha_sync.common.content import pack, unpack
 from waha_sync.common.errors import IntegrityError
@@ -43,6 +44,7 @@ from waha_sync.common.sqlite_follow import Snapshot, SqliteFollower
 from waha_sync.common.store import Store, StoredEntry
 
 log = logging.getLogger("waha_sync.sync")
+T = TypeVar("T")
 
 PIECE_TARGET = 4096  # SQLite: the smallest piece, in bytes (a page when pages are larger)
 FILE_PIECE_BYTES = 256 * 1024  # other files: under the 512 KiB value limit when stored raw
@@ -194,10 +196,19 @@ def _read_piece(fd: int, idx: int, pb: int, size: int) -> bytes:
     return data
 
 
-def _encode(item: tuple[int, bytes]) -> tuple[int, bytes, str, bytes]:
-    idx, data = item
-    codec, packed = pack(data)
-    return idx, hashlib.sha256(data).digest(), codec, packed
+def _hash_all(pieces: list[tuple[int, bytes]]) -> list[bytes]:
+    return [hashlib.sha256(data).digest() for _, data in pieces]
+
+
+def _pack_all(pieces: list[tuple[int, bytes, bytes]]) -> list[tuple[int, bytes, str, bytes]]:
+    return [(idx, digest, *pack(data)) for idx, digest, data in pieces]
+
+
+def _split(items: list[T], pool: ThreadPoolExecutor) -> list[list[T]]:
+    """``items`` in one task per thread (one task per piece costs more than its work)."""
+    n = max(1, min(pool._max_workers, len(items) // 16))
+    step = -(-len(items) // n) if items else 1
+    return [items[i : i + step] for i in range(0, len(items), step)]
 
 
 def upload_pieced(
@@ -246,16 +257,18 @@ def upload_pieced(
         if not sqlite and _moved(fd, c):
             return Skipped(c.rel, "kept changing while being read; will retry")
         for group in _groups(_indexes(base, size, pb, page_size, pages), pb):
-            rows = []
             pieces = [(i, _read_piece(fd, i, pb, size)) for i in group]
-            for idx, digest, codec, packed in pool.map(_encode, pieces):
+            hashed = [h for part in pool.map(_hash_all, _split(pieces, pool)) for h in part]
+            news = []  # hashed first: only the pieces that differ are compressed
+            for (idx, data), digest in zip(pieces, hashed, strict=True):
                 at = slice(DIGEST * idx, DIGEST * (idx + 1))
                 if base is not None and digests[at] == digest:
                     continue
                 digests[at] = digest
-                rows.append((idx, digest, codec, packed))
-                raw += min(pb, size - idx * pb)
-                stored_bytes += len(packed)
+                news.append((idx, digest, data))
+                raw += len(data)
+            rows = [r for part in pool.map(_pack_all, _split(news, pool)) for r in part]
+            stored_bytes += sum(len(r[3]) for r in rows)
             if rows:
                 writer.put(c.rel, rows)
                 written += len(rows)

@@ -78,7 +78,7 @@ class TreeSync:
                 for rel in [p for p in self.known if p.startswith(prefix)]:
                     self.pending.touch(rel, now)
             elif not change.folder_gone:
-                self.pending.touch(change.rel, now)
+                self.pending.touch(change.rel, now, eager=change.journal)
         self.status.pending = len(self.pending)
 
     def step(self, now: float) -> None:

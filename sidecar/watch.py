@@ -49,6 +49,7 @@ class Change:
 
     rel: str
     folder_gone: bool = False
+    journal: bool = False  # written through its SQLite -wal/-journal: committed data
 
 
 class TreeWatcher:
@@ -166,7 +167,7 @@ class TreeWatcher:
             if db != rel and not mask & flags.MODIFY:
                 continue  # a reader (our own snapshot too) creates and removes side files
             if self.excluder.match(db) is None:  # its folders are watched: not excluded
-                out.append(Change(db))
+                out.append(Change(db, journal=db != rel))
         return out
 
     def _folder_event(self, rel: str, mask: int) -> list[Change]:

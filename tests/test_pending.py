@@ -54,3 +54,21 @@ def test_put_back_makes_failed_paths_ready_at_once() -> None:
     taken = p.take_ready(101.0)
     p.put_back(taken, 105.0)
     assert p.take_ready(105.0) == ["a.json"]
+
+
+def test_a_database_written_through_its_wal_ships_debounce_after_its_first_change() -> None:
+    """A SQLite database is snapshotted at a commit: a busy writer does not hold it back."""
+    p = Pending(debounce=1.0, max_delay=10.0)
+    t = 100.0
+    while t < 100.9:
+        p.touch("gows/a/gows.db", t, eager=True)
+        p.touch("noweb/a/creds.json", t)
+        assert p.take_ready(t) == []
+        t += 0.1
+    p.touch("gows/a/gows.db", 100.95, eager=True)
+    p.touch("noweb/a/creds.json", 100.95)
+    assert p.next_due() == 101.0
+    assert p.take_ready(101.0) == ["gows/a/gows.db"]  # the JSON file is still being written
+    p.touch("gows/a/gows.db", 101.5, eager=True)
+    assert p.take_ready(102.0) == []
+    assert p.take_ready(102.5) == ["gows/a/gows.db"]
