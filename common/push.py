@@ -19,6 +19,7 @@ from pathlib import Path
 
 from waha_sync.common.config import Settings
 from waha_sync.common.errors import FencedError, RefusedError
+from waha_sync.common.identity import store_database_id
 from waha_sync.common.marker import Marker, read_marker, write_marker
 from waha_sync.common.scan import Excluder, ScanResult, scan
 from waha_sync.common.ship import ShipReport, ship
@@ -41,20 +42,24 @@ class PushOutcome:
 
 def authorise(
     store: Store, root: Path, name: str, *, force: bool, role: str, require_marker: bool
-) -> tuple[Instance, Marker | None]:
-    """The instance state to write under: this directory's own claim, or a new one.
+) -> tuple[Instance, Marker | None, str]:
+    """The instance state to write under: this directory's own claim, or a new one; the
+    marker found, and the database's id (``common.identity``) for the marker to write.
 
     Refuses (exit 2) a directory without this instance's marker when the
-    instance holds data or ``require_marker``; raises ``FencedError`` when
-    the marker's epoch was superseded. ``force`` claims the instance anew.
+    instance holds data or ``require_marker`` (a marker written against another
+    database is not this instance's); raises ``FencedError`` when the marker's
+    epoch was superseded. ``force`` claims the instance anew.
     """
     marker = read_marker(root)
+    database = store_database_id(store)
     current = store.instance(name)
-    ours = marker is not None and marker.instance == name and not marker.read_only
+    foreign = marker is not None and marker.database not in ("", database)
+    ours = marker is not None and marker.instance == name and not marker.read_only and not foreign
     if ours and current is not None and marker is not None and marker.epoch == current.epoch:
-        return current, marker
+        return current, marker, database
     if force:
-        return store.claim(name, holder_name(role)), marker
+        return store.claim(name, holder_name(role)), marker, database
     if ours and current is not None and marker is not None:
         raise FencedError(
             f"fenced: instance {name} was claimed by {current.holder} (epoch {current.epoch}); "
@@ -63,13 +68,15 @@ def authorise(
         )
     has_data = current is not None and current.last_commit > 0
     if marker is None and not has_data and not require_marker:
-        return store.claim(name, holder_name(role)), marker
+        return store.claim(name, holder_name(role)), marker, database
     if marker is not None and marker.read_only:
         raise RefusedError(
             f"{root}: refusing to upload from a read-only restore",
             "restore without --read-only to take the instance over, or pass --force",
         )
     found = "no restore marker" if marker is None else f"a marker of {marker.instance!r}"
+    if foreign:
+        found = "a marker written against another database"
     held = "already holds data" if has_data else "must be restored into it first"
     raise RefusedError(
         f"{root}: refusing to upload: instance {name!r} {held} and this directory has {found}",
@@ -97,7 +104,9 @@ def push(store: Store, settings: Settings, *, force: bool = False) -> PushOutcom
     commit."""
     root = settings.sessions_dir
     name = settings.instance
-    instance, marker = authorise(store, root, name, force=force, role="push", require_marker=False)
+    instance, marker, database = authorise(
+        store, root, name, force=force, role="push", require_marker=False
+    )
     started = time.monotonic()
     found = scan(root, settings.excludes(), settings.max_file_bytes)
     stored: dict[str, StoredEntry] = {}
@@ -138,6 +147,7 @@ def push(store: Store, settings: Settings, *, force: bool = False) -> PushOutcom
                 datetime.now(UTC).isoformat(),
                 len(found.candidates),
                 sum(c.size for c in found.candidates),
+                database=database,
             ),
         )
     return PushOutcome(report, len(found.candidates), instance)

@@ -20,6 +20,7 @@ from waha_sync.common.db import Database
 from waha_sync.common.errors import WahaSyncError
 from waha_sync.common.marker import read_marker
 from waha_sync.common.pgstore import PgStore
+from waha_sync.init.displace import read_summary
 from waha_sync.sidecar.tree_sync import TreeSync
 from waha_sync.sidecar.view import (
     DbView,
@@ -136,6 +137,7 @@ class Monitor:
             sum(s.bytes for s in stored),
             problem,
             is_fenced(status, db),
+            read_summary(sync.root),
         )
 
     def _session_totals(
