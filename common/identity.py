@@ -14,6 +14,7 @@ from __future__ import annotations
 import secrets
 
 from waha_sync.common.db import Database, Tx, sqlstate
+from waha_sync.common.errors import WahaSyncError
 from waha_sync.common.store import Store
 
 _TABLE = """CREATE TABLE IF NOT EXISTS waha_sync_database (
@@ -54,16 +55,17 @@ def database_id(db: Database) -> str:
             raise
     made = secrets.token_hex(16)
 
-    def insert(tx: Tx) -> str | None:
+    def insert(tx: Tx) -> None:
         tx.run(
             "INSERT INTO waha_sync_database (singleton, id) VALUES (true, :id) "
             "ON CONFLICT (singleton) DO NOTHING",
             id=made,
         )
-        return _read(tx)
 
-    found = db.transaction(insert)
-    assert found is not None  # the row exists: ours or a concurrent writer's
+    db.transaction(insert)
+    found = db.transaction(_read)  # ours, or a concurrent first use's
+    if found is None:
+        raise WahaSyncError("database: waha_sync_database holds no id after creating one")
     return found
 
 

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from waha_sync.common.errors import WahaSyncError, write_failure
+from waha_sync.common.errors import write_failure
 from waha_sync.common.marker import MARKER_DIR
 from waha_sync.common.scan import Excluder
 from waha_sync.init.safepath import TMP_MARK
@@ -135,11 +135,13 @@ class Survey:
     def _walk(self, folder: Path, prefix: str, excluder: Excluder) -> None:
         try:
             entries = list(os.scandir(folder))
-        except OSError as exc:
-            raise WahaSyncError(
-                f"{prefix.rstrip('/') or '.'}: cannot read the folder ({exc.strerror})",
-                "make the sessions volume readable by the restore, then run it again",
-            ) from exc
+        except OSError as exc:  # never a failure: what cannot be seen is left as it is
+            log.warning(
+                "cannot read the folder %s (%s): its local files are left as they are",
+                prefix.rstrip("/") or ".",
+                exc.strerror,
+            )
+            return
         for entry in entries:
             rel = prefix + entry.name
             if not prefix and entry.name == MARKER_DIR:
@@ -153,7 +155,10 @@ class Survey:
                 continue
             if excluder.match(rel) is not None:
                 continue  # never stored, never compared: left alone
-            mode = entry.stat(follow_symlinks=False).st_mode
+            try:
+                mode = entry.stat(follow_symlinks=False).st_mode
+            except OSError:  # gone meanwhile, or not to be looked at: left as it is
+                continue
             if stat.S_ISDIR(mode):
                 self._walk(Path(entry.path), rel + "/", excluder)
                 continue

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from waha_sync.common.config import Settings
-from waha_sync.common.errors import ConfigError, write_failure
+from waha_sync.common.errors import ConfigError, DatabaseUnavailable, write_failure
 from waha_sync.common.identity import store_database_id
 from waha_sync.common.marker import MARKER_DIR, Marker, marker_path, read_marker, write_marker
 from waha_sync.common.push import deletions, holder_name
@@ -274,8 +274,17 @@ def _keep_volume(
     report.bytes = sum(c.size for c in candidates)
     _finish(settings, report, inst, database, False, started)  # the claim is ours from here
     stored: dict[str, StoredEntry] = {}
-    for page in store.live_entries(settings.instance):
-        stored.update((e.path, e) for e in page)
+    try:
+        for page in store.live_entries(settings.instance):
+            stored.update((e.path, e) for e in page)
+    except DatabaseUnavailable as exc:  # the claim and the marker are done: not a failure
+        log.info(
+            "volume is newer than the database: local changes kept; the sidecar ships them "
+            "(not counted: %s)",
+            exc.message,
+        )
+        _prune(settings)
+        return
     differ = 0
     for c in candidates:
         e = stored.get(c.rel)
