@@ -128,17 +128,28 @@ def _restore_tree(settings: Settings, args: argparse.Namespace, label: str) -> N
     migrate(db)
     another = functools.partial(open_pg_store, db.params, settings.chaos_40001_rate, "restore")
     r = restore(PgStore(db), settings, at=args.at, read_only=args.read_only, store_factory=another)
-    if r.commit_id == 0:
+    if r.volume_newer:
+        log.info(
+            "restore done (%s): commit %d, volume kept as it is (%d local changes for the "
+            "sidecar to ship); epoch %d; %.2fs",
+            label,
+            r.commit_id,
+            r.local_changes,
+            r.epoch,
+            r.seconds,
+        )
+        return
+    if r.commit_id == 0 and not r.displaced:
         return
     log.info(
-        "restore done (%s): commit %d, %s (%d written, %d unchanged, %d local kept), %s; "
+        "restore done (%s): commit %d, %s (%d written, %d unchanged, %d displaced), %s; "
         "epoch %s; %.2fs",
         label,
         r.commit_id,
         plural(r.files, "file"),
         r.written,
         r.unchanged,
-        len(r.kept_local),
+        len(r.displaced),
         fmt_bytes(r.bytes),
         r.epoch or "none (read-only)",
         r.seconds,

@@ -79,9 +79,11 @@ COMMANDS: dict[str, Command] = {
         commands.run_restore,
         "Fill the sessions directory from the database (the init container).",
         "waha-sync restore --sessions-dir /app/.sessions",
-        "Waits for the database, applies migrations, claims the instance, then writes every "
-        "stored file (temp file + rename, SHA-256 verified). Identical local files are left "
-        "alone, differing ones replaced, unknown ones kept and listed. Writes the marker "
+        "Waits for the database, applies migrations, claims the instance. A volume that holds "
+        "this instance's current marker (it was the last writer) is kept as it is; otherwise "
+        "every stored file is written (temp file + rename, SHA-256 verified): identical local "
+        "files are left alone, differing and unknown ones (SQLite -wal/-shm/-journal with their "
+        "database) moved to .waha-sync/displaced/<UTC time>/. Writes the marker "
         ".waha-sync/restored.json on success.",
         (
             *_DB,

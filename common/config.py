@@ -76,6 +76,8 @@ HINTS: dict[str, str] = {
     "reconcile_seconds": "--reconcile-seconds 600 (at least 10)",
     "shutdown_timeout_seconds": "--shutdown-timeout-seconds 20 (below the pod's grace period)",
     "retention_hours": "--retention-hours 168 (history kept for `restore --at`; at least 1)",
+    "displaced_retention_hours": "--displaced-retention-hours 168 (how long restore keeps "
+    "displaced local files; at least 1)",
     "gc_interval_seconds": "--gc-interval-seconds 3600 (0 turns garbage collection off)",
     "media_dir": "--media-dir /app/.media",
     "media_storage": "--media-storage postgresql (or local / s3: media is not synced)",
@@ -193,6 +195,13 @@ class Settings(HttpSettings):
         ge=1,
         description="History kept for `restore --at`; older versions and unreferenced content "
         "are garbage-collected.",
+    )
+    displaced_retention_hours: float = Field(
+        default=168.0,
+        ge=1,
+        description="How long restore keeps the local files it moved aside (into "
+        ".waha-sync/displaced/<UTC time>/) when the database's tree won; older ones are deleted "
+        "by a later restore.",
     )
     gc_interval_seconds: float = Field(
         default=3600.0,

@@ -32,6 +32,9 @@ class Marker:
     files: int
     bytes: int
     seconds: float = 0.0  # how long the restore took (markers before 0.1.1 lack it)
+    # The id of the database it was written against (``Store.database_id``); older markers
+    # lack it, and restore then never trusts them to be newer than the database.
+    database: str = ""
 
 
 def marker_path(root: Path) -> Path:

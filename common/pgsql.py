@@ -5,6 +5,10 @@ Bulk parameters are array literals (``waha_sync.common.bulk``) cast with
 untyped, so the server parses each literal once, in C.
 """
 
+DATABASE_ID = "SELECT id FROM waha_sync_database WHERE singleton"
+MAKE_DATABASE_ID = """
+INSERT INTO waha_sync_database (singleton, id) VALUES (true, :id) ON CONFLICT (singleton) DO NOTHING
+"""
 INSTANCE = (
     "SELECT instance, epoch, holder, last_commit, claimed_at FROM waha_sync_instances "
     "WHERE instance = :n"

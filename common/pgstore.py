@@ -8,6 +8,7 @@ transaction runs through ``Database.transaction`` and so survives 40001.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
@@ -82,6 +83,16 @@ class PgStore:
         from waha_sync.common.schema import migrate
 
         migrate(self.db)
+
+    def database_id(self) -> str:
+        def read(tx: Tx) -> str:
+            rows = tx.run(sql.DATABASE_ID)
+            if not rows:  # first use: ours, or a concurrent first use's
+                tx.run(sql.MAKE_DATABASE_ID, id=secrets.token_hex(16))
+                rows = tx.run(sql.DATABASE_ID)
+            return str(rows[0][0])
+
+        return self.db.transaction(read)
 
     def instance(self, name: str) -> Instance | None:
         def read(tx: Tx) -> Instance | None:

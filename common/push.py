@@ -50,26 +50,33 @@ class PushOutcome:
 
 def authorise(
     store: Store, root: Path, name: str, *, force: bool, role: str, require_marker: bool
-) -> tuple[Instance, Marker | None]:
-    """The instance state to write under: this directory's own claim, or a new one.
+) -> tuple[Instance, Marker | None, str]:
+    """The instance state to write under: this directory's own claim, or a new one; the
+    marker found, and the database's id (``Store.database_id``) for the marker to write.
 
     Refuses (exit 2) a directory without this instance's marker when the
-    instance holds data or ``require_marker``; raises ``FencedError`` when
-    the marker's epoch was superseded. ``force`` claims the instance anew.
+    instance holds data or ``require_marker`` (a marker written against another
+    database is not this instance's); raises ``FencedError`` when the marker's
+    epoch was superseded. ``force`` claims the instance anew.
     """
     marker = read_marker(root)
+    database = store.database_id()
     current = store.instance(name)
-    ours = marker is not None and marker.instance == name and not marker.read_only
+    foreign = marker is not None and marker.database not in ("", database)
+    ours = marker is not None and marker.instance == name and not marker.read_only and not foreign
     if ours and current is not None and marker is not None and marker.epoch == current.epoch:
-        return current, marker
+        return current, marker, database
     if force:
-        return store.claim(name, holder_name(role)), marker
-    if ours and marker is not None and (current is None or current.epoch < marker.epoch):
-        # Epochs only grow: a marker ahead of this database was written by another one.
+        return store.claim(name, holder_name(role)), marker, database
+    # Epochs only grow: a marker ahead of this database (markers before database ids) was
+    # written against another one too.
+    ahead = ours and marker is not None and (current is None or current.epoch < marker.epoch)
+    if marker is not None and (foreign or ahead):
         here = "does not know the instance" if current is None else f"is at epoch {current.epoch}"
         raise RefusedError(
-            f"{root}: refusing to upload: this directory's marker (instance {name!r}, epoch "
-            f"{marker.epoch}) belongs to another database; this one {here}",
+            f"{root}: refusing to upload: this directory's marker (instance "
+            f"{marker.instance!r}, epoch {marker.epoch}) belongs to another database; "
+            f"this one {here}",
             f"waha-sync {role} --force to copy these sessions into this database, or give the "
             "--database-url it was restored from",
         )
@@ -81,7 +88,7 @@ def authorise(
         )
     has_data = current is not None and current.last_commit > 0
     if marker is None and not has_data and not require_marker:
-        return store.claim(name, holder_name(role)), marker
+        return store.claim(name, holder_name(role)), marker, database
     if marker is not None and marker.read_only:
         raise RefusedError(
             f"{root}: refusing to upload from a read-only restore",
@@ -115,7 +122,9 @@ def push(store: Store, settings: Settings, *, force: bool = False) -> PushOutcom
     commit."""
     root = settings.sessions_dir
     name = settings.instance
-    instance, marker = authorise(store, root, name, force=force, role="push", require_marker=False)
+    instance, marker, database = authorise(
+        store, root, name, force=force, role="push", require_marker=False
+    )
     started = time.monotonic()
     found = scan(root, settings.excludes(), settings.limits())
     stored: dict[str, StoredEntry] = {}
@@ -161,6 +170,7 @@ def push(store: Store, settings: Settings, *, force: bool = False) -> PushOutcom
                 datetime.now(UTC).isoformat(),
                 len(found.candidates),
                 sum(c.size for c in found.candidates),
+                database=database,
             ),
         )
     return PushOutcome(report, len(found.candidates), instance)

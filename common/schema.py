@@ -22,6 +22,7 @@ Tables (all prefixed ``waha_sync_``):
   records only the pieces that differ from the version before it; the whole list of a
   version at commit C is, per ``idx``, the row with the highest ``commit_id`` <= C (see
   ``waha_sync.common.pieces``).
+- ``database``: one row, this database's random id (restore markers record it).
 - view ``waha_sync_files``: stable columns for operators' own SQL (live files only).
 """
 
@@ -137,6 +138,20 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             # NULL: the version is one whole blob (every row written before this migration).
             """ALTER TABLE waha_sync_entries ADD COLUMN IF NOT EXISTS piece_bytes INT""",
             """ALTER TABLE waha_sync_versions ADD COLUMN IF NOT EXISTS piece_bytes INT""",
+        ],
+    ),
+    (
+        4,
+        "database identity: a random id restore markers record",
+        [
+            # One row (made on first use, Store.database_id): a marker names the database it
+            # was written against, so a fresh database that happens to hold an instance of
+            # the same name and epoch never takes it for its own.
+            """CREATE TABLE IF NOT EXISTS waha_sync_database (
+                singleton BOOLEAN PRIMARY KEY DEFAULT true CHECK (singleton),
+                id TEXT NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+            )""",
         ],
     ),
 ]

@@ -86,6 +86,9 @@ class Store(Protocol):
     def ensure_schema(self) -> None:
         """Create or upgrade the schema; idempotent, safe from several processes at once."""
 
+    def database_id(self) -> str:
+        """This database's id (32 hex digits, made on first use; restore markers record it)."""
+
     def instance(self, name: str) -> Instance | None:
         """The instance's state, or None if it was never claimed or pushed."""
 

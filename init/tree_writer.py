@@ -23,6 +23,7 @@ from waha_sync.common.bulk import batches
 from waha_sync.common.content import decode
 from waha_sync.common.pieces import PieceRows, file_list_digest, write_pieces
 from waha_sync.common.store import Store, StoredEntry
+from waha_sync.init.displace import Displacer
 from waha_sync.init.safepath import TargetDir
 
 FETCH_BYTES = 8 * 1024 * 1024
@@ -38,6 +39,9 @@ class WriteOptions:
     gid: int | None
     threads: int
     empty: bool  # the target held nothing at the start: skip comparing with local files
+    # Set when the database's tree wins over local files: what stands where a file is
+    # written is moved aside first (``init.displace``), never overwritten.
+    displace: Displacer | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class PageResult:
     files: int
     unchanged: int
     bytes: int
+    displaced: tuple[str, ...] = ()
 
 
 def _same_locally(root: Path, e: StoredEntry) -> bool:
@@ -60,12 +65,18 @@ def _same_locally(root: Path, e: StoredEntry) -> bool:
         return False
 
 
-def _write_all(target: TargetDir, batch: list[tuple[StoredEntry, list[bytes]]]) -> None:
-    """Verify and write a batch of files (one task per batch keeps thread overhead low)."""
+def _write_all(
+    target: TargetDir, batch: list[tuple[StoredEntry, list[bytes]]], displace: Displacer | None
+) -> list[str]:
+    """Verify and write a batch of files (one task per batch keeps thread overhead low);
+    the local paths moved aside on the way."""
+    moved: list[str] = []
     for e, chunks in batch:
-        target.write(
-            e.path, decode(e.sha256, e.size_bytes, e.codec, chunks, e.path), e.mode, e.mtime_ns
-        )
+        data = decode(e.sha256, e.size_bytes, e.codec, chunks, e.path)
+        if displace is not None:
+            moved += displace.clear_way(e.path)
+        target.write(e.path, data, e.mode, e.mtime_ns)
+    return moved
 
 
 class PageWriter:
@@ -90,18 +101,21 @@ class PageWriter:
         if not self.opts.empty:
             same = list(self.pool.map(lambda e: _same_locally(self.opts.root, e), page))
             need = [e for e, s in zip(page, same, strict=True) if not s]
-        writes: list[Future[None]] = []
+        moved: list[str] = []
         for e in [e for e in need if e.piece_bytes is not None]:  # streamed, one at a time
+            if self.opts.displace is not None:
+                moved += self.opts.displace.clear_way(e.path)
             self.target.write_with(e.path, partial(self._write_pieces, e), e.mode, e.mtime_ns)
+        writes: list[Future[list[str]]] = []
         need_blobs = [e for e in need if e.piece_bytes is None]
         for group in batches(need_blobs, lambda e: e.stored_bytes, FETCH_BYTES):
             chunks = self.store.read_blobs(group)
             for part in batches(group, lambda e: 1, WRITE_BATCH):
                 batch = [(e, chunks.get(e.sha256, [])) for e in part]
-                writes.append(self.pool.submit(_write_all, self.target, batch))
-        for fut in writes:
-            fut.result()
-        return PageResult(len(page), len(page) - len(need), sum(e.size_bytes for e in page))
+                writes.append(self.pool.submit(_write_all, self.target, batch, self.opts.displace))
+        moved += [rel for fut in writes for rel in fut.result()]
+        size = sum(e.size_bytes for e in page)
+        return PageResult(len(page), len(page) - len(need), size, tuple(moved))
 
     def _write_pieces(self, e: StoredEntry, fd: int) -> None:
         def fetch(lo: int, hi: int) -> PieceRows:

@@ -21,6 +21,7 @@ from waha_sync.common.db import Database
 from waha_sync.common.errors import WahaSyncError
 from waha_sync.common.marker import read_marker
 from waha_sync.common.pgstore import PgStore
+from waha_sync.init.displace import read_summary
 from waha_sync.sidecar.tree_sync import TreeSync
 from waha_sync.sidecar.view import (
     DbView,
@@ -153,7 +154,8 @@ class Monitor:
             stored_bytes,
             problem,
             is_fenced(status, db),
-            self._sample(sync.label, status, stored_bytes),
+            displaced=read_summary(sync.root),
+            history=self._sample(sync.label, status, stored_bytes),
         )
 
     def _sample(self, label: str, status: dict[str, Any], stored_bytes: int) -> tuple[Sample, ...]:

@@ -95,6 +95,7 @@ def _tree_body(t: TreeView) -> dict[str, Any]:
             "last_commit": t.db.last_commit,
         },
         "restore": t.marker,
+        "displaced": _displaced(t.displaced),
         "local": {
             "files": s["local_files"],
             "bytes": s["local_bytes"],
@@ -139,6 +140,19 @@ def _tree_body(t: TreeView) -> dict[str, Any]:
                 for s in t.history
             ],
         },
+    }
+
+
+def _displaced(summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Restore's displaced files, small: count, folders, the newest folder, its last paths."""
+    if not summary or not summary.get("files"):
+        return None
+    return {
+        "files": summary.get("files", 0),
+        "folders": len(summary.get("folders", [])),
+        "newest": summary.get("newest"),
+        "paths": list(summary.get("paths", []))[-5:],
+        "retention_hours": summary.get("retention_hours"),
     }
 
 

@@ -32,12 +32,14 @@ def take_over(
     ``FencedError`` if the marker's epoch was superseded.
     """
     store.ensure_schema()
-    instance, marker = authorise(
+    instance, marker, database = authorise(
         store, root, name, force=force, role="sidecar", require_marker=True
     )
     if marker is None or marker.epoch != instance.epoch:
         stamp = datetime.now(UTC).isoformat()
-        own = Marker(name, instance.epoch, instance.holder, 0, False, "sidecar", stamp, 0, 0)
+        own = Marker(
+            name, instance.epoch, instance.holder, 0, False, "sidecar", stamp, 0, 0, 0.0, database
+        )
         write_marker(root, own)
     known: dict[str, StoredEntry] = {}
     for page in store.live_entries(name):

@@ -55,6 +55,8 @@ class TreeView:
     stored_bytes: int = 0
     problem: str | None = None  # why this tree is not ready, or None
     fenced: bool = False  # another holder claimed the instance
+    # What restore moved aside and still keeps (``init.displace`` summary), or None.
+    displaced: dict[str, Any] | None = None
     history: tuple[Sample, ...] = ()  # oldest first, one per HISTORY_STEP seconds
 
 

@@ -272,7 +272,7 @@ def test_gc_command(db: DbTarget, tmp_path: Path, capsys: pytest.CaptureFixture[
     push(db, root, 200)
     put(root, "creds.json", 3)
     push(db, root, 0)
-    assert schema_version(Database(parse_url(db.url))) == LATEST == 3
+    assert schema_version(Database(parse_url(db.url))) == LATEST == 4
     db.sql("UPDATE waha_sync_blobs SET used_at = now() - INTERVAL '2 hours'")
     capsys.readouterr()
 

@@ -70,5 +70,5 @@ def test_a_database_written_through_its_wal_ships_debounce_after_its_first_chang
     assert p.next_due() == 101.0
     assert p.take_ready(101.0) == ["gows/a/gows.db"]  # the JSON file is still being written
     p.touch("gows/a/gows.db", 101.5, eager=True)
-    assert p.take_ready(102.0) == []
+    assert p.take_ready(102.0) == ["noweb/a/creds.json"]  # quiet for the debounce at last
     assert p.take_ready(102.5) == ["gows/a/gows.db"]

@@ -64,8 +64,11 @@ def test_symlink_in_target_is_not_followed(
 def test_non_empty_target_rules(
     db: DbTarget, pushed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The database wins over a volume whose claim was superseded: identical files stay,
+    differing and unknown ones are moved aside (never deleted), temp files go."""
     target = tmp_path / "target"
     assert db.cli("restore", "--sessions-dir", str(target)) == 0
+    assert db.cli("restore", "--sessions-dir", str(tmp_path / "elsewhere")) == 0  # a new claim
     same = target / "default" / "alice" / "pre-key-1.json"
     changed = target / "default" / "alice" / "creds.json"
     local = target / "default" / "alice" / "local-only.json"
@@ -76,13 +79,19 @@ def test_non_empty_target_rules(
     capsys.readouterr()
     assert db.cli("restore", "--sessions-dir", str(target)) == 0
     err = capsys.readouterr().err
+    assert "the database's tree wins (the marker's epoch 2 was superseded by epoch 3)" in err
     assert same.stat().st_ino == inode_before, "identical file must be left alone"
     assert json.loads(changed.read_text()) == json.loads(
         (pushed / "default" / "alice" / "creds.json").read_text()
     )
-    assert local.read_text() == "{}"
-    assert "kept local file unknown to the database: default/alice/local-only.json" in err
+    assert not local.exists()
+    [folder] = (target / ".waha-sync" / "displaced").iterdir()
+    assert (folder / "default/alice/local-only.json").read_text() == "{}"
+    assert (folder / "default/alice/creds.json").read_text() == '{"tampered": true}'
+    assert f"displaced local file (now in .waha-sync/displaced/{folder.name}): " in err
+    assert "default/alice/local-only.json" in err and "2 displaced" in err
     assert not any(".waha-sync-tmp-" in p.name for p in target.rglob("*"))
+    assert tree_digest(target) == tree_digest(pushed)
 
 
 def test_restore_as_of_a_past_time(db: DbTarget, pushed: Path, tmp_path: Path) -> None:
