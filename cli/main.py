@@ -73,7 +73,16 @@ COMMANDS: dict[str, Command] = {
         "from it, then syncs it continuously. Ctrl-C ships what is pending, then stops the "
         "database. ls, check, push, gc and restore without a URL find this database by "
         "themselves (same --local-db-dir), running or not.",
-        (*_DB, *_SIDECAR, "wait_seconds", "uid", "gid", "restore_media", "local_db_dir"),
+        (
+            *_DB,
+            *_SIDECAR,
+            "wait_seconds",
+            "uid",
+            "gid",
+            "restore_media",
+            "local_db_dir",
+            "displaced_retention_hours",
+        ),
     ),
     "restore": Command(
         commands.run_restore,
@@ -95,6 +104,11 @@ COMMANDS: dict[str, Command] = {
             "restore_media",
             *_MEDIA,
             "local_db_dir",
+            # A surviving volume is compared with the stored tree as the sidecar would.
+            "max_file_bytes",
+            "max_sqlite_bytes",
+            "exclude",
+            "displaced_retention_hours",
         ),
     ),
     "sidecar": Command(

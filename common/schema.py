@@ -138,6 +138,10 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             # NULL: the version is one whole blob (every row written before this migration).
             """ALTER TABLE waha_sync_entries ADD COLUMN IF NOT EXISTS piece_bytes INT""",
             """ALTER TABLE waha_sync_versions ADD COLUMN IF NOT EXISTS piece_bytes INT""",
+            # piece_bytes NULL: sha256 is the file's SHA-256; else that of its piece list.
+            """CREATE OR REPLACE VIEW waha_sync_files AS
+                SELECT instance, path, size_bytes, sha256, updated_at, piece_bytes
+                FROM waha_sync_entries WHERE NOT deleted""",
         ],
     ),
     (

@@ -129,7 +129,7 @@ def test_dashboard_renders_refreshes_and_stays_on_its_origin(
             assert page.get_attribute("#state", "data-state") == "amber"  # the skipped file
             assert "app-state-sync-key-big.json" in page.inner_text("#skipped")
             cells = page.locator('#sessions tr[data-session="noweb/default"] td').all_inner_texts()
-            assert (cells[1], cells[4], cells[5]) == ("2", "0", "1")  # files, pending, skipped
+            assert (cells[1], cells[6], cells[7]) == ("2", "0", "1")  # files, pending, skipped
             assert page.inner_text('#trees dt:text-is("Directory") + dd') == str(vol)
             local = page.inner_text('#trees dt:text-is("Local") + dd')
             assert local.startswith("4 files (1 skipped), "), local  # 3 stored, 1 too big

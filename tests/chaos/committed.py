@@ -23,6 +23,7 @@ from pathlib import Path
 from conftest import DbTarget
 from podsim import BaileysWriter, assert_same_tree, stored_tree
 from waha_sync.common.content import sha256_hex
+from waha_sync.common.pieces import file_list_digest
 from wahatree import SqliteWriter, make_noweb_session, make_sqlite, tree_digest
 
 INSTANCE = "default"
@@ -122,7 +123,7 @@ def check_committed(
         return "restore --read-only failed", 0
     try:
         marker = json.loads((into / ".waha-sync" / "restored.json").read_text())
-        got = {k: v[0] for k, v in tree_digest(into).items()}
+        got = stored_digests(into, db)
         problem = None if marker["commit_id"] == last else f"restored commit {marker['commit_id']}"
         if problem is None and got != want:
             extra, missing = sorted(set(got) - set(want)), sorted(set(want) - set(got))
@@ -152,6 +153,18 @@ def check_committed(
 
 
 GOWS = "default/bob/gows.db"
+
+
+def stored_digests(root: Path, db: DbTarget) -> dict[str, str]:
+    """{path: digest} of the files under ``root``, each as the database records it: the
+    SHA-256 of the file, or of its piece list for a file stored as pieces."""
+    got = {k: v[0] for k, v in tree_digest(root).items()}
+    rows = db.sql("SELECT path, piece_bytes FROM waha_sync_files WHERE piece_bytes IS NOT NULL")
+    for rel, pb in rows:
+        path = root / str(rel)
+        if str(rel) in got:
+            got[str(rel)] = file_list_digest(str(path), path.stat().st_size, int(str(pb)))
+    return got
 
 
 def stored(db: DbTarget) -> dict[str, str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from chaos.committed import RecordingWriter, check_committed, restored
+from chaos.committed import RecordingWriter, check_committed, restored, stored_digests
 from chaos.conftest import Chaos
 from conftest import DbTarget
 from podsim import SidecarProc, assert_same_tree, stored_tree
@@ -89,10 +89,10 @@ def _source_tree(root: Path, rng: random.Random) -> None:
     (root / "default" / "alice" / "creds.json").chmod(0o600)
 
 
-def _partial_files(target: Path, stored: dict[str, str]) -> list[str]:
+def _partial_files(target: Path, stored: dict[str, str], db: DbTarget) -> list[str]:
     """Files under a final name whose content is not the stored version (temp names allowed)."""
     bad = []
-    for rel, (sha, _) in tree_digest(target).items():
+    for rel, sha in stored_digests(target, db).items():
         if TMP_MARK in rel.rsplit("/", 1)[-1]:
             continue
         if stored.get(rel) != sha:
@@ -116,7 +116,7 @@ def test_restore_sigkill_leaves_no_partial_file_and_reruns_clean(
     assert db.cli("push", "--sessions-dir", str(src)) == 0
     want = {k: v for k, v in tree_digest(src).items() if not k.endswith(("-wal", "-shm"))}
     stored = {str(p): str(s) for p, s in db.sql("SELECT path, sha256 FROM waha_sync_files")}
-    assert stored == {k: v[0] for k, v in want.items()}
+    assert stored == {k: v for k, v in stored_digests(src, db).items() if k in want}
     cmd = [sys.executable, "-m", "waha_sync", "restore", "--sessions-dir"]
 
     def run(target: Path) -> subprocess.Popen[bytes]:
@@ -149,7 +149,7 @@ def test_restore_sigkill_leaves_no_partial_file_and_reruns_clean(
         time.sleep(rng.uniform(0.0 if i % 2 else first_file, whole))
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
-        partial = _partial_files(target, stored) if target.exists() else []
+        partial = _partial_files(target, stored, db) if target.exists() else []
         done = (target / ".waha-sync" / "restored.json").exists()
         on_disk = len(tree_digest(target)) if target.exists() else 0
         mid_write += on_disk > 0 and not done
