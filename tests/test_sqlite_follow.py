@@ -605,3 +605,26 @@ def test_incremental_costs_less_than_full(tmp_path: Path, writer_factory: Any) -
     )
     assert incr[2] * 3 < full_cpu
     f.close()
+
+
+def test_wal_checksum_equals_the_recurrence_sqlite_documents() -> None:
+    """The vectorised checksum against the plain loop of the file format's description."""
+    import random
+    import struct
+
+    from waha_sync.common.wal import checksum
+
+    def plain(data: bytes, s0: int, s1: int, big: bool) -> tuple[int, int]:
+        for x0, x1 in struct.iter_unpack((">" if big else "<") + "2I", data):
+            s0 = (s0 + x0 + s1) & 0xFFFFFFFF
+            s1 = (s1 + x1 + s0) & 0xFFFFFFFF
+        return s0, s1
+
+    rng = random.Random(7)
+    for size in (8, 24, 512 + 8, 4096 + 8, 65536 + 8):
+        for big in (False, True):
+            data = rng.randbytes(size)
+            s0, s1 = rng.getrandbits(32), rng.getrandbits(32)
+            assert checksum(data, s0, s1, big) == plain(data, s0, s1, big), (size, big)
+    ones = b"\xff" * 4104  # every word at its largest: sums that wrap many times
+    assert checksum(ones, 0xFFFFFFFF, 0xFFFFFFFF, False) == plain(ones, 2**32 - 1, 2**32 - 1, False)
