@@ -263,28 +263,32 @@ class PgStore:
         self,
         name: str,
         epoch: int,
-        commit_id: int,
+        commit_id: int | None,
         path: str,
         rows: Sequence[tuple[int, bytes, str, bytes]],
-    ) -> None:
+    ) -> int:
         parts = list(batches(rows, lambda r: len(r[3]), STATEMENT_BYTES))
 
-        def write(tx: Tx) -> None:
-            if self._fence_share(tx, name, epoch) + 1 != commit_id:
+        def write(tx: Tx) -> int:
+            last = self._fence_share(tx, name, epoch)
+            if commit_id is None:  # the first rows of this upload: begin_pieces, in this tx
+                tx.run(sql.DROP_UNCOMMITTED_PIECES, n=name, c=last)
+            elif last + 1 != commit_id:
                 _fenced(tx, name, epoch)
             for part in parts:
                 tx.run(
                     sql.PUT_PIECES,
                     n=name,
                     p=path,
-                    cid=commit_id,
+                    cid=last + 1,
                     i=int_array(r[0] for r in part),
                     s=bytea_array(r[1] for r in part),
                     c=text_array(r[2] for r in part),
                     d=bytea_array(r[3] for r in part),
                 )
+            return last + 1
 
-        self.db.transaction(write)
+        return self.db.transaction(write)
 
     def commit(
         self,

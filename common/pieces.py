@@ -45,6 +45,8 @@ from waha_sync.common.store import Store, StoredEntry
 
 log = logging.getLogger("waha_sync.sync")
 T = TypeVar("T")
+R = TypeVar("R")
+INLINE_PIECES = 128  # fewer pieces than this are hashed and compressed in the calling thread
 
 PIECE_TARGET = 4096  # SQLite: the smallest piece, in bytes (a page when pages are larger)
 FILE_PIECE_BYTES = 256 * 1024  # other files: under the 512 KiB value limit when stored raw
@@ -113,7 +115,9 @@ class PieceWriter:
         return self.commit_id
 
     def put(self, path: str, rows: list[tuple[int, bytes, str, bytes]]) -> None:
-        self.store.put_pieces(self.instance, self.epoch, self.begin(), path, rows)
+        self.commit_id = self.store.put_pieces(
+            self.instance, self.epoch, self.commit_id, path, rows
+        )
 
 
 @dataclass
@@ -204,6 +208,14 @@ def _pack_all(pieces: list[tuple[int, bytes, bytes]]) -> list[tuple[int, bytes, 
     return [(idx, digest, *pack(data)) for idx, digest, data in pieces]
 
 
+def _mapped(fn: Callable[[list[T]], list[R]], items: list[T], pool: ThreadPoolExecutor) -> list[R]:
+    """``fn`` over ``items``: in the calling thread for a few (a ship of a busy database
+    changes tens of pages, less work than handing it over), else one task per thread."""
+    if len(items) < INLINE_PIECES:
+        return fn(items)
+    return [r for part in pool.map(fn, _split(items, pool)) for r in part]
+
+
 def _split(items: list[T], pool: ThreadPoolExecutor) -> list[list[T]]:
     """``items`` in one task per thread (one task per piece costs more than its work)."""
     n = max(1, min(pool._max_workers, len(items) // 16))
@@ -258,7 +270,7 @@ def upload_pieced(
             return Skipped(c.rel, "kept changing while being read; will retry")
         for group in _groups(_indexes(base, size, pb, page_size, pages), pb):
             pieces = [(i, _read_piece(fd, i, pb, size)) for i in group]
-            hashed = [h for part in pool.map(_hash_all, _split(pieces, pool)) for h in part]
+            hashed = _mapped(_hash_all, pieces, pool)
             news = []  # hashed first: only the pieces that differ are compressed
             for (idx, data), digest in zip(pieces, hashed, strict=True):
                 at = slice(DIGEST * idx, DIGEST * (idx + 1))
@@ -267,7 +279,7 @@ def upload_pieced(
                 digests[at] = digest
                 news.append((idx, digest, data))
                 raw += len(data)
-            rows = [r for part in pool.map(_pack_all, _split(news, pool)) for r in part]
+            rows = _mapped(_pack_all, news, pool)
             stored_bytes += sum(len(r[3]) for r in rows)
             if rows:
                 writer.put(c.rel, rows)

@@ -141,13 +141,14 @@ class Store(Protocol):
         self,
         name: str,
         epoch: int,
-        commit_id: int,
+        commit_id: int | None,
         path: str,
         rows: Sequence[tuple[int, bytes, str, bytes]],
-    ) -> None:
+    ) -> int:
         """Record pieces ``(idx, raw sha256, codec, encoded bytes)`` of ``path`` for the
-        coming ``commit_id``; idempotent. Raises ``FencedError`` when the instance moved
-        on (another claim, or a commit under that number)."""
+        coming ``commit_id`` (None: begin, as ``begin_pieces`` does, in the same
+        transaction); idempotent; returns the commit number. Raises ``FencedError`` when
+        the instance moved on (another claim, or a commit under that number)."""
 
     def commit(
         self,
