@@ -19,9 +19,9 @@ Full sync (first call; no WAL or not WAL mode; anything not provable below)
     uses the open one (backup.c, "If there is no open read-transaction on the
     source database, open one now"; checked from Python's ``sqlite3`` in
     tests/test_sqlite_follow.py::test_backup_reuses_open_read_transaction).
-    The copy is the database at the transaction's snapshot S. The transaction
-    ends; then every valid committed frame of the WAL generation read inside
-    it is replayed onto the copy, from frame 1 to the last commit frame C,
+    The copy is the database at the transaction's snapshot S. Still inside the
+    transaction, every valid committed frame of the WAL generation is replayed
+    onto the copy, from frame 1 to the last commit frame C,
     and the file is cut to C's database size. This is idempotent: S is the
     base of that generation (the database file when it started) plus its
     frames 1..m for some m <= C, or, for a reader that SQLite let read the
@@ -29,9 +29,14 @@ Full sync (first call; no WAL or not WAL mode; anything not provable below)
     every frame; replaying frames 1..C in order leaves each page with its
     last version in 1..C, or its version in S if no frame in 1..C wrote it
     (then none in 1..m did either), which is exactly the state at commit C.
-    The replay runs after the transaction, so the header is read again
-    afterwards: if the log restarted meanwhile, the frames read may not be
-    the ones S was built on, and the full sync runs again. ``quick_check``
+    The replay runs inside the transaction: a reader holding a read mark in the
+    log keeps any checkpoint from restarting it, so its frames stay put while
+    they are read (a writer as busy as whatsmeow in a history sync restarts
+    the log every second, and a copy of a large database takes longer). A
+    reader SQLite let read the database file alone (mark 0) does not hold the
+    log, but it blocks checkpoints, so the log can restart at most once, before
+    anything is written to it: the new generation is then replayed from frame
+    1 instead. ``quick_check``
     then runs on the copy (full syncs only); ``changed_pages`` is None.
 
 Incremental (same generation: same salts, checkpoint sequence, page size)
@@ -416,7 +421,6 @@ class SqliteFollower:
                 raise FileNotFoundError(self._db) from None
             raise
         wal_fd: int | None = None
-        hdr: WalHeader | None = None
         try:
             src.execute("BEGIN")
             src.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -424,37 +428,58 @@ class SqliteFollower:
             if str(src.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
                 with contextlib.suppress(FileNotFoundError):
                     wal_fd = os.open(self._wal, os.O_RDONLY | os.O_CLOEXEC)
-                    hdr = read_header(wal_fd)
             self._backup(src)
             self._copy_header_page(page_size)
+            pages = Path(self._scratch).stat().st_size // page_size
+            # The replay too runs inside the read transaction: while it holds a read mark
+            # in the log, no checkpoint can restart the log, so the frames stay put (a
+            # busy writer restarts it every second or so; a copy takes longer).
+            got = (
+                _State(page_size, pages, (st.st_dev, st.st_ino), _stat_key(st), None)
+                if wal_fd is None
+                else self._replay_generation(wal_fd, page_size, pages, st)
+            )
             src.execute("COMMIT")
-        except BaseException:
+            return got
+        finally:
             if wal_fd is not None:
                 os.close(wal_fd)
-            raise
-        finally:
             src.close()
-        pages = Path(self._scratch).stat().st_size // page_size
-        if wal_fd is None:
-            return _State(page_size, pages, (st.st_dev, st.st_ino), _stat_key(st), None)
-        try:
+
+    def _replay_generation(
+        self, wal_fd: int, page_size: int, pages: int, st: os.stat_result
+    ) -> _State | None:
+        """Bring the fresh copy to the log's last commit (inside the copy's read transaction).
+
+        A reader that SQLite let read the database file alone (the log all checkpointed:
+        read mark 0) does not hold the log still: the next writer may restart it once,
+        before it writes anything (a second restart needs a checkpoint, which that reader
+        blocks). Every frame after the copy is then in the new generation: replay it from
+        frame 1. None (copy again) when the page size differs or the log moved otherwise.
+        """
+        for _ in range(2):
             wst = os.fstat(wal_fd)
-            pos = None
-            if hdr is not None:
-                if hdr.page_size != page_size:
-                    return None
-                sc = scan(wal_fd, hdr, 0, hdr.checksum)
-                runs = [(hdr, 1, sc.last_commit, sc.commit_pages)]
-                try:
-                    pages, _ = self._apply(wal_fd, runs, page_size, pages)
-                except _Fallback:
-                    return None  # overwritten by a restarted log while replaying: again
-                if read_header(wal_fd) != hdr:
-                    return None  # restarted while replaying: the frames may not be S's
+            hdr = read_header(wal_fd)
+            if hdr is None:
+                return _State(page_size, pages, (st.st_dev, st.st_ino), _stat_key(st), None)
+            if hdr.page_size != page_size:
+                return None
+            sc = scan(wal_fd, hdr, 0, hdr.checksum)
+            try:
+                done, _ = self._apply(
+                    wal_fd, [(hdr, 1, sc.last_commit, sc.commit_pages)], page_size, pages
+                )
+            except _Fallback:
+                done = None
+            now = read_header(wal_fd)
+            if done is not None and now == hdr:
                 pos = _Position(hdr, (wst.st_dev, wst.st_ino), sc.last_commit, sc.commit_checksum)
-            return _State(page_size, pages, (st.st_dev, st.st_ino), _stat_key(st), pos)
-        finally:
-            os.close(wal_fd)
+                return _State(page_size, done, (st.st_dev, st.st_ino), _stat_key(st), pos)
+            if now is None or not _follows(hdr, now):
+                return None
+            # Restarted while we read it: a read mark 0 reader's copy is the database file,
+            # which already holds every frame of the old generation.
+        return None
 
     def _backup(self, src: sqlite3.Connection) -> None:
         for p in _scratch_files(self._scratch):
