@@ -130,6 +130,8 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
     sessions = up_sessions_dir(settings)
     require_folder(sessions, may_create=True)
     settings = settings.model_copy(update={"sessions_dir": sessions})
+    if "host" not in settings.model_fields_set:  # a laptop's dashboard is its own
+        settings = settings.model_copy(update={"host": "127.0.0.1"})
     if settings.database_url is not None:
         return _restore_then_sync(settings)
     from waha_sync.common.localpg import DataLock, LocalPostgres, running_port, stop_running

@@ -96,6 +96,7 @@ COMMANDS: dict[str, Command] = {
         ".waha-sync/restored.json on success.",
         (
             *_DB,
+            "wait_seconds",
             "sessions_dir",
             "instance",
             "workers",
@@ -169,6 +170,7 @@ COMMANDS: dict[str, Command] = {
         "while pushes and restores run. The sidecar does this every --gc-interval-seconds.",
         (
             *_DB,
+            "wait_seconds",
             "instance",
             "retention_hours",
             "media_storage",

@@ -64,4 +64,10 @@ def write_failure(path: str, exc: OSError) -> WahaSyncError:
             f"{path}: no space left on the target volume",
             "free space or enlarge the volume, then run the command again",
         )
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return WahaSyncError(
+            f"{path}: cannot write ({exc.strerror})",
+            "mount the volume read-write for the user waha-sync runs as (the same uid or "
+            "fsGroup as WAHA), then run the command again",
+        )
     return WahaSyncError(f"{path}: cannot write ({exc.strerror})")

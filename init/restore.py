@@ -292,8 +292,8 @@ def _keep_volume(
     gone = deletions(found, stored, Excluder(settings.excludes()))
     report.local_changes = differ + len(gone)
     log.info(
-        "volume is newer than the database: %d local changes kept; the sidecar ships them",
-        report.local_changes,
+        "volume is newer than the database: %s kept; the sidecar ships them",
+        plural(report.local_changes, "local change"),
     )
     _prune(settings)
 

@@ -196,3 +196,20 @@ def test_claims_name_the_pod_or_host_the_process_and_the_component(
     pushed = run("push", "--sessions-dir", str(tmp_path / "a"), env=plain_db.env())
     assert pushed.returncode == 1
     assert f"was claimed by {holder} (epoch 2)" in pushed.stderr
+
+
+def test_restore_and_gc_help_show_how_long_they_wait_for_the_database() -> None:
+    for name in ("restore", "gc"):
+        assert "--wait-seconds" in run(name, "--help").stdout, name
+
+
+def test_a_read_only_volume_is_named_with_the_fix() -> None:
+    import errno
+
+    from waha_sync.common.errors import write_failure
+
+    err = write_failure(
+        "/vol/.waha-sync/restore.lock", OSError(errno.EROFS, "Read-only file system")
+    )
+    assert err.message == "/vol/.waha-sync/restore.lock: cannot write (Read-only file system)"
+    assert err.hint is not None and "read-write" in err.hint

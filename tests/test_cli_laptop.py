@@ -114,6 +114,7 @@ def test_ctrl_c_ships_the_pending_change_on_a_durable_server(up: Up) -> None:
         assert conn.run("SHOW synchronous_commit") == [["on"]]
     finally:
         conn.close()
+    assert f"listening on 127.0.0.1:{up.port}" in up.log()  # a laptop's dashboard is its own
     server_group = os.getpgid(_server_pid(up.pg_dir))
     sessions = up.pg_dir.parent / "sessions"  # the default: beside the data, not in a checkout
     (sessions / "noweb" / "default").mkdir(parents=True)
