@@ -1,0 +1,191 @@
+"""deploy/compose.yaml run for real (postgres profile, host-network override).
+
+The cycle: ``up`` starts the database, the restore (exits 0), the sidecar (healthy) and then the
+WAHA stand-in, whose real Baileys writes a NOWEB session; ``down`` stops WAHA first, and the
+sidecar's log shows its final flush; the sessions volume is removed; ``up`` again restores the
+session byte for byte (checked before WAHA starts) and the stand-in loads it and uses every key.
+Then the sidecar is killed by SIGKILL while Baileys writes; Docker restarts it, and once WAHA
+and the sidecar have stopped, the database holds exactly the volume, and every file is whole.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from containers.conftest import FIGURES, Stack, tree
+from realclient import baileys
+
+
+def started_at(state: dict[str, Any], key: str = "StartedAt") -> datetime:
+    return datetime.fromisoformat(state[key][:26].rstrip("Z"))
+
+
+def wait_exit(stack: Stack, service: str, seconds: float = 180) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        state: dict[str, Any] = stack.inspect(service)["State"]
+        if state["Status"] == "exited":
+            return state
+        time.sleep(0.5)
+    raise AssertionError(f"{service} still running after {seconds} s\n{stack.logs(service)}")
+
+
+def wait_healthy(stack: Stack, service: str, seconds: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        state: dict[str, Any] = stack.inspect(service)["State"]
+        if state.get("Health", {}).get("Status") == "healthy":
+            return state
+        time.sleep(0.5)
+    raise AssertionError(f"{service} not healthy after {seconds} s\n{stack.logs(service)}")
+
+
+def restore_from_db(stack: Stack, into: Path) -> None:
+    """``waha-sync restore`` of this host's install into ``into`` from the stack's database."""
+    env = {
+        "PATH": str(Path(subprocess.__file__).parent),  # replaced below
+        "WAHA_SYNC_DATABASE_URL": stack.url,
+        "WAHA_SYNC_SESSIONS_DIR": str(into),
+    }
+    import os
+    import sys
+
+    env["PATH"] = os.environ["PATH"]
+    exe = str(Path(sys.executable).parent / "waha-sync")
+    done = subprocess.run([exe, "restore"], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_compose_cycle(stack: Stack, tmp_path: Path) -> None:
+    started = time.monotonic()
+    up = stack.compose("up", "-d", "--no-build", timeout=400)
+    info = stack.wait_waha()
+    first_up = time.monotonic() - started
+    # Order: database healthy -> restore exited 0 -> sidecar healthy -> WAHA.
+    pg, restore = stack.inspect("postgres")["State"], stack.inspect("restore")["State"]
+    side, waha = stack.inspect("sidecar")["State"], stack.inspect("waha")["State"]
+    assert restore["Status"] == "exited" and restore["ExitCode"] == 0, stack.logs("restore")
+    assert pg["Health"]["Status"] == "healthy" and side["Health"]["Status"] == "healthy"
+    first_ok = min(
+        datetime.fromisoformat(h["End"][:26]) for h in pg["Health"]["Log"] if h["ExitCode"] == 0
+    )
+    assert first_ok <= started_at(restore)
+    assert started_at(restore, "FinishedAt") <= started_at(side)
+    side_ok = min(
+        datetime.fromisoformat(h["End"][:26]) for h in side["Health"]["Log"] if h["ExitCode"] == 0
+    )
+    assert side_ok <= started_at(waha), (side_ok, waha["StartedAt"])
+    # The stand-in wrote a new NOWEB session, as uid 1000.
+    assert info["loaded"] is False and info["generate"]["files"] > 800, info
+    assert (info["uid"], info["gid"]) == (1000, 1000)
+    session = stack.mountpoint() / "default" / "default"
+    assert (session / "creds.json").is_file() and (session / ".waha.session.config.json").is_file()
+    time.sleep(3)  # Baileys churns; the sidecar ships
+
+    # down: WAHA stops first; the sidecar's final flush ships what it wrote last.
+    logs = subprocess.Popen(
+        [*stack_compose_argv(stack), "logs", "-f", "--no-color", "--timestamps"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=stack.engine.env(),
+    )
+    time.sleep(1)
+    mount = stack.mountpoint()
+    t0 = time.monotonic()
+    down = stack.compose("down", timeout=180)
+    down_took = time.monotonic() - t0
+    logs.wait(30)
+    assert logs.stdout is not None
+    lines = logs.stdout.read().splitlines()
+    events = [ln for ln in down.stderr.splitlines() if "Stopped" in ln or "Stopping" in ln]
+    waha_stopped = next(n for n, ln in enumerate(events) if "waha" in ln and "Stopped" in ln)
+    side_stopping = next(n for n, ln in enumerate(events) if "sidecar" in ln and "Stopping" in ln)
+    assert waha_stopped < side_stopping, events
+    stopped = next(
+        ln for ln in lines if '"standin": "stopped"' in ln or '"standin":"stopped"' in ln
+    )
+    flush = next(ln for ln in lines if "SIGTERM received: final flush" in ln)
+    assert stopped.split(" | ", 1)[1].split()[0] <= flush.split(" | ", 1)[1].split()[0]
+    side_log = [ln for ln in lines if ln.startswith("sidecar")]
+    assert any("exit" in ln.lower() or "flush" in ln for ln in side_log[-5:]), side_log[-10:]
+    assert mount.is_dir()  # the volume stays after down
+    before = tree(mount)
+    assert "default/default/creds.json" in before and len(before) > 800
+    stack.engine.docker("volume", "rm", stack.volume())
+
+    # up again: the restore alone first, to compare the volume before WAHA touches it.
+    t0 = time.monotonic()
+    stack.compose("up", "-d", "--no-build", "restore", timeout=300)
+    state = wait_exit(stack, "restore")
+    assert state["ExitCode"] == 0, stack.logs("restore")
+    after = tree(stack.mountpoint())
+    assert after == before, sorted(set(after.items()) ^ set(before.items()))[:10]
+    stack.compose("up", "-d", "--no-build", timeout=400)
+    info = stack.wait_waha()
+    second_up = time.monotonic() - t0
+    assert info["loaded"] is True and info["verify"]["problems"] == [], info
+    assert info["verify"]["sessions"]["encrypted"] == info["verify"]["sessions"]["total"] > 0
+    assert info["verify"]["appState"]["patched"] == info["verify"]["appState"]["versions"] > 0
+    FIGURES.append(
+        f"compose cycle: first up {first_up:.0f} s (to WAHA healthy), down {down_took:.0f} s, "
+        f"volume removed, up again {second_up:.0f} s; session {len(before)} files"
+    )
+    del up
+
+
+def stack_compose_argv(stack: Stack) -> list[str]:
+    from containers.conftest import COMPOSE, OVERRIDE, compose_bin
+
+    return [
+        compose_bin(),
+        "-f",
+        str(COMPOSE),
+        "-f",
+        str(OVERRIDE),
+        "--env-file",
+        str(stack.env_file),
+        "-p",
+        stack.project,
+    ]
+
+
+def test_sidecar_sigkill_under_writes_converges(stack: Stack, tmp_path: Path) -> None:
+    stack.compose("up", "-d", "--no-build", timeout=400)
+    stack.wait_waha()
+    side = stack.inspect("sidecar")
+    restarts = side["RestartCount"]
+    time.sleep(2)  # Baileys churns, the sidecar ships
+    # SIGKILL of the container's process from the host: a crash, not a stop Docker was asked
+    # for, so the restart policy (unless-stopped) brings it back.
+    subprocess.run(["kill", "-9", str(side["State"]["Pid"])], check=True)
+    deadline = time.monotonic() + 60
+    while stack.inspect("sidecar")["RestartCount"] == restarts:
+        assert time.monotonic() < deadline, stack.logs("sidecar")
+        time.sleep(0.3)
+    wait_healthy(stack, "sidecar")
+    _, standin = stack.waha("/api/standin")
+    assert standin["status"] == "WORKING"
+    time.sleep(3)  # writes go on after the restart
+    # WAHA stops (Baileys finishes its writes), then the sidecar (final flush).
+    stack.compose("stop", "waha", timeout=120)
+    stack.compose("stop", "sidecar", timeout=120)
+    assert stack.inspect("sidecar")["State"]["ExitCode"] == 0, stack.logs("sidecar")
+    volume = tree(stack.mountpoint())
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    restore_from_db(stack, restored)
+    got = tree(restored)
+    assert got == volume, sorted(set(got.items()) ^ set(volume.items()))[:10]
+    # Nothing torn: every JSON file parses, and Baileys loads the restored copy and uses it.
+    session = restored / "default" / "default"
+    for path in session.glob("*.json"):
+        json.loads(path.read_bytes())
+    report = baileys.verify(session, session / ".waha.session.standin.json", "6")
+    assert report["problems"] == [], report["problems"][:5]
+    assert report["sessions"]["encrypted"] == report["sessions"]["total"] > 0
