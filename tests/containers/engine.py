@@ -307,9 +307,24 @@ class Engine:
         self.times[f"make {name}"] = time.monotonic() - started
 
 
+# What Debian's own container images set up for apt: downloaded packages and the package
+# lists never stay in a layer (the stand-ins' sizes are then near the real images').
+_RM_DEBS = (
+    "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb"
+    " /var/cache/apt/*.bin || true"
+)
+APT_CLEAN = (
+    f'DPkg::Post-Invoke {{ "{_RM_DEBS}"; }};\n'
+    f'APT::Update::Post-Invoke {{ "{_RM_DEBS}"; }};\n'
+    'Dir::Cache::pkgcache "";\n'
+    'Dir::Cache::srcpkgcache "";\n'
+)
+
+
 def debootstrap_rootfs(timeout: float = 900) -> Path:
-    """A ``debootstrap --variant=minbase bookworm`` root filesystem as a tar (cached)."""
-    tar = cache_dir() / f"minbase-{SUITE}.tar"
+    """A ``debootstrap --variant=minbase bookworm`` root filesystem as a tar (cached), without
+    apt's downloads and lists, with Debian's container apt settings (``APT_CLEAN``)."""
+    tar = cache_dir() / f"minbase-{SUITE}-{recipe_key(APT_CLEAN)}.tar"
     with cache_lock():
         if tar.is_file():
             return tar
@@ -322,9 +337,18 @@ def debootstrap_rootfs(timeout: float = 900) -> Path:
                 ["debootstrap", "--variant=minbase", SUITE, str(root), debian_mirror()],
                 timeout,
             )
+            for leftover in [
+                *(root / "var/cache/apt/archives").glob("*.deb"),
+                *(root / "var/lib/apt/lists").glob("*_*"),
+            ]:
+                leftover.unlink()
+            (root / "etc/apt/apt.conf.d/docker-clean").write_text(APT_CLEAN)
             partial = work / "rootfs.tar"
             _run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(partial), "."], 300)
             partial.replace(tar)
+            for old in cache_dir().glob(f"minbase-{SUITE}*.tar"):
+                if old != tar:
+                    old.unlink()
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return tar
@@ -361,12 +385,14 @@ def prepare_base_images(engine: Engine, python_version: str, waha_image: str) ->
             shutil.rmtree(context, ignore_errors=True)
 
     engine.cached(
-        f"python:{python_version}-slim-{SUITE}", recipe_key(STANDINS / "python", SUITE), python
+        f"python:{python_version}-slim-{SUITE}",
+        recipe_key(STANDINS / "python", SUITE, APT_CLEAN),
+        python,
     )
-    engine.cached(POSTGRES_IMAGE, recipe_key(STANDINS / "postgres", SUITE), postgres)
+    engine.cached(POSTGRES_IMAGE, recipe_key(STANDINS / "postgres", SUITE, APT_CLEAN), postgres)
     engine.cached(
         NODE_BASE,
-        recipe_key(STANDINS / "node", REALCLIENT / "package-lock.json", SUITE),
+        recipe_key(STANDINS / "node", REALCLIENT / "package-lock.json", SUITE, APT_CLEAN),
         node,
     )
     # The WAHA stand-in itself is small and built on every run (its server changes).

@@ -28,6 +28,9 @@ const folder = path.join(root, 'default', name)
 const manifest = path.join(folder, '.waha.session.standin.json')
 const script = new URL('./noweb.mjs', import.meta.url).pathname
 const line = '6'
+// Baileys uses the global `crypto` (WebCrypto), global by default only from Node 19 on; Debian
+// bookworm's Node is 18.
+const nodeFlags = Number(process.versions.node.split('.')[0]) < 19 ? ['--experimental-global-webcrypto'] : []
 
 const state = {
   status: 'STARTING',
@@ -46,7 +49,7 @@ const log = (event, extra = {}) => console.log(JSON.stringify({ standin: event, 
 
 function noweb(args) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [...nodeFlags, script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     let err = ''
     child.stdout.on('data', (d) => (out += d))
@@ -90,7 +93,7 @@ async function start() {
   if (churnOn) {
     churn = spawn(
       process.execPath,
-      [script, 'churn', '--line', line, '--writer', 'atomic', '--folder', folder, '--manifest', manifest, '--seed', seed],
+      [...nodeFlags, script, 'churn', '--line', line, '--writer', 'atomic', '--folder', folder, '--manifest', manifest, '--seed', seed],
       { stdio: ['pipe', 'pipe', 'inherit'] },
     )
     let out = ''
