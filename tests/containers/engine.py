@@ -254,8 +254,16 @@ class Engine:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
-        # Overlay mounts below the data root are gone with the daemon; the folder can go.
-        _run(["umount", "-R", "-l", str(self.root / "exec")], 30, check=False)
+        # The daemon leaves its network namespace file mounted (exec/netns/default), and a
+        # killed one its overlays: unmount whatever is still mounted below the folder.
+        prefix = f"{self.root}/"
+        mounts = [
+            line.split()[1]
+            for line in Path("/proc/self/mounts").read_text().splitlines()
+            if line.split()[1].startswith(prefix)
+        ]
+        for mount in sorted(mounts, key=len, reverse=True):
+            _run(["umount", "-l", mount], 30, check=False)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def has_image(self, name: str) -> bool:
