@@ -165,6 +165,32 @@ def _run(
     return done
 
 
+def _remove_folder(root: Path) -> None:
+    """Unmount what a daemon left mounted below ``root`` (its network namespace file, a killed
+    one's overlays), then remove ``root``."""
+    prefix = f"{root}/"
+    mounts = [
+        line.split()[1]
+        for line in Path("/proc/self/mounts").read_text().splitlines()
+        if line.split()[1].startswith(prefix)
+    ]
+    for mount in sorted(mounts, key=len, reverse=True):
+        _run(["umount", "-l", mount], 30, check=False)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _remove_abandoned() -> None:
+    """Remove the folders of test daemons that are gone (their run was killed): only those
+    whose pid file names no live process; a running one's folder is never touched."""
+    for pidfile in Path("/tmp").glob("wsd-*/dockerd.pid"):
+        try:
+            os.kill(int(pidfile.read_text().strip()), 0)
+        except ProcessLookupError:
+            _remove_folder(pidfile.parent)
+        except (ValueError, OSError):
+            continue
+
+
 def _die_with_parent() -> None:
     """In the child before exec: SIGTERM when the test process dies, even by SIGKILL, so no
     daemon outlives its run (Linux prctl PR_SET_PDEATHSIG)."""
@@ -177,6 +203,7 @@ class Engine:
     """One ``dockerd`` of the tests; ``docker(...)`` runs the CLI against it."""
 
     def __init__(self) -> None:
+        _remove_abandoned()
         # Short: the daemon's unix sockets live below it (108-byte path limit).
         self.root = Path(tempfile.mkdtemp(prefix="wsd-", dir="/tmp"))
         self.sock = self.root / "docker.sock"
@@ -254,17 +281,7 @@ class Engine:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
-        # The daemon leaves its network namespace file mounted (exec/netns/default), and a
-        # killed one its overlays: unmount whatever is still mounted below the folder.
-        prefix = f"{self.root}/"
-        mounts = [
-            line.split()[1]
-            for line in Path("/proc/self/mounts").read_text().splitlines()
-            if line.split()[1].startswith(prefix)
-        ]
-        for mount in sorted(mounts, key=len, reverse=True):
-            _run(["umount", "-l", mount], 30, check=False)
-        shutil.rmtree(self.root, ignore_errors=True)
+        _remove_folder(self.root)
 
     def has_image(self, name: str) -> bool:
         return self.docker("image", "inspect", name, check=False).returncode == 0
