@@ -180,13 +180,18 @@ def _remove_folder(root: Path) -> None:
 
 
 def _remove_abandoned() -> None:
-    """Remove the folders of test daemons that are gone (their run was killed): only those
-    whose pid file names no live process; a running one's folder is never touched."""
-    for pidfile in Path("/tmp").glob("wsd-*/dockerd.pid"):
+    """Remove the folders of test daemons that are gone (their run was killed): those whose
+    pid file names no live process, or that have none (a daemon removes it as it stops) and
+    were made more than an hour ago. A running daemon's folder is never touched."""
+    for folder in Path("/tmp").glob("wsd-*"):
+        pidfile = folder / "dockerd.pid"
         try:
-            os.kill(int(pidfile.read_text().strip()), 0)
+            if pidfile.exists():
+                os.kill(int(pidfile.read_text().strip()), 0)
+            elif time.time() - folder.stat().st_mtime > 3600:
+                _remove_folder(folder)
         except ProcessLookupError:
-            _remove_folder(pidfile.parent)
+            _remove_folder(folder)
         except (ValueError, OSError):
             continue
 
