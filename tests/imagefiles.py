@@ -123,6 +123,9 @@ def build_image_venv(where: Path) -> Path:
                 if (REPO / source).is_file() and target.endswith("/"):
                     into = into / Path(source).name
                 _copy_into(REPO / source, into)
+        elif step.keyword == "ARG":  # a build argument is in RUN's environment (its default)
+            name, _, default = step.args.partition("=")
+            env[name] = shlex.split(default)[0] if default else ""
         elif step.keyword == "RUN":
             command = step.args.replace("/opt/venv", str(venv)).replace(" /src", f" {root}")
             done = subprocess.run(

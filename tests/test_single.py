@@ -226,14 +226,27 @@ def test_dockerfile_runs_start_script_with_wahas_command() -> None:
     image = of_kind(SINGLE, "ARG")[0].args.split("=", 1)[1]
     # A published, versioned tag (`<variant>-<version>`), never a floating one.
     assert re.fullmatch(r"devlikeapro/waha:[a-z]+(-[a-z]+)*-\d{4}\.\d+\.\d+", image), image
-    assert of_kind(SINGLE, "FROM")[0].args == "${WAHA_IMAGE}"
+    # Every stage stands on WAHA's image (the last one through the first, with Python added).
+    assert [i.args for i in of_kind(SINGLE, "FROM")] == [
+        "${WAHA_IMAGE} AS python",
+        "python AS build",
+        "python",
+    ]
     script = "/usr/local/bin/waha-sync-start"
     assert entrypoint(SINGLE) == ["/usr/bin/tini", "--", script, "/entrypoint.sh"]
     assert any(i.args == f"deploy/single/start.sh {script}" for i in of_kind(SINGLE, "COPY"))
     runs = " ".join(i.args for i in instructions(SINGLE) if i.keyword == "RUN")
-    # The same install script and lock as the init and sidecar images.
-    assert "install.sh deps /opt/waha-sync /tmp/waha-sync-images/requirements.txt" in runs
-    assert "source=deploy/images" in runs and "install.sh app /opt/waha-sync" in runs
+    # The same install script and lock as the init and sidecar images, in a build stage of its
+    # own: the final stage takes only the venv (no source, no script, no bind mounts, so the
+    # legacy builder builds it too).
+    assert "install.sh deps /opt/waha-sync deploy/images/requirements.txt" in runs
+    assert "install.sh app /opt/waha-sync" in runs and "--mount" not in runs
+    final = [
+        i for i in instructions(SINGLE) if i.stage == max(s.stage for s in instructions(SINGLE))
+    ]
+    assert [i.args for i in final if i.keyword == "COPY" and "--from" in i.args] == [
+        "--from=build /opt/waha-sync /opt/waha-sync"
+    ]
     assert [i.args for i in of_kind(SINGLE, "EXPOSE")] == ["3000"]
     assert "/health" in healthcheck(SINGLE)[2]
 

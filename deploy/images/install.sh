@@ -5,17 +5,31 @@
 #   install.sh deps VENV LOCK   create VENV, install the locked dependencies (before the source:
 #                               this layer is rebuilt only when the lock changes)
 #   install.sh app VENV SRC     build the waha-sync wheel from SRC, install it, check, drop pip
+#   install.sh wheelhouse DIR LOCK
+#                               (on a machine with PyPI) download every wheel the two steps
+#                               above need into DIR, for Linux x86_64 CPython 3.11
 #
-# PYTHON picks the interpreter the venv is made from (default python3).
+# PYTHON picks the interpreter (default python3). WHEELHOUSE, when set and not empty, is a folder
+# of wheels made by the `wheelhouse` step: `deps` and `app` then install from it alone
+# (pip --no-index --find-links), with no network; the images pass their WHEELHOUSE build argument.
 set -eu
 
-step=${1:?usage: install.sh deps|app VENV LOCK|SRC}
-venv=${2:?venv path missing}
+step=${1:?usage: install.sh deps|app|wheelhouse VENV|DIR LOCK|SRC}
+venv=${2:?venv (or wheelhouse) path missing}
 arg=${3:?lock file or source folder missing}
 python=${PYTHON:-python3}
 
 # No download cache anywhere: the images ship no cache, and the builder needs none.
 export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+if [ -n "${WHEELHOUSE:-}" ] && [ "$step" != wheelhouse ]; then
+  if [ ! -d "$WHEELHOUSE" ]; then
+    echo "install.sh: WHEELHOUSE: not a folder (got $WHEELHOUSE). Try: install.sh wheelhouse" >&2
+    exit 2
+  fi
+  # Environment, not flags: pip passes them on to the isolated build of the waha-sync wheel,
+  # whose build backend (setuptools) then comes from the wheelhouse too.
+  export PIP_NO_INDEX=1 PIP_FIND_LINKS="$WHEELHOUSE"
+fi
 
 case "$step" in
   deps)
@@ -36,8 +50,20 @@ case "$step" in
     # pip (and setuptools, which ensurepip adds on 3.11) are build tools: not in the image.
     "$venv/bin/python" -m pip uninstall --quiet --yes pip setuptools
     ;;
+  wheelhouse)
+    # The images' platform, whatever this machine is: binary wheels for Linux x86_64 CPython
+    # 3.11 (--no-deps allows naming the platform; the lock is the whole set anyway), the one
+    # source-only package as its sdist, and the build backend of the waha-sync wheel.
+    mkdir -p "$venv"
+    "$python" -m pip download --quiet --dest "$venv" --no-deps --only-binary=:all: \
+      --no-binary=inotify-simple --implementation cp --python-version 3.11 --abi cp311 \
+      --abi abi3 --abi none --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+      --platform manylinux_2_28_x86_64 --platform linux_x86_64 --platform any \
+      --requirement "$arg"
+    "$python" -m pip download --quiet --dest "$venv" --only-binary=:all: "setuptools>=69"
+    ;;
   *)
-    echo "install.sh: unknown step '$step' (deps or app)" >&2
+    echo "install.sh: unknown step '$step' (deps, app or wheelhouse)" >&2
     exit 2
     ;;
 esac
