@@ -150,7 +150,6 @@ def ship(
     changed: list[StoredEntry] = []
     todo = [c for c in candidates if not unchanged_by_stat(c, stored.get(c.rel))]
     report.unchanged = len(candidates) - len(todo)
-    files = pieced
     writer = PieceWriter(store, instance, epoch)
     big: list[_Pieced] = []
     uploads: list[PiecedUpload] = []
@@ -176,7 +175,7 @@ def ship(
                 )
             pending = nxt
         for p in big:
-            _ship_pieced(p, writer, files, stored, pool, report, changed, uploads)
+            _ship_pieced(p, writer, pieced, stored, pool, report, changed, uploads)
             if on_group is not None:
                 on_group()
     gone = [p for p in report.vanished if p in stored] + list(deleted)
@@ -190,11 +189,11 @@ def ship(
         ]
         report.gone = gone
     for u in uploads:  # stored now: the next ship builds on these lists
-        files.lists[u.entry.path] = u.pieces
+        pieced.lists[u.entry.path] = u.pieces
         if u.snapshot is not None:
-            files.followers[u.entry.path].acknowledge(u.snapshot)
+            pieced.followers[u.entry.path].acknowledge(u.snapshot)
     for rel in (*report.vanished, *gone):
-        files.forget(rel)
+        pieced.forget(rel)
     report.seconds = time.monotonic() - started
     return report
 
