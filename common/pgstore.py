@@ -126,22 +126,7 @@ class PgStore:
 
     def live_entries(self, name: str) -> Iterator[list[StoredEntry]]:
         for rows in self._paged(sql.LIVE_PAGE, name=name):
-            yield [
-                StoredEntry(
-                    r[0],
-                    r[1],
-                    int(r[2]),
-                    r[3],
-                    int(r[4]),
-                    r[5],
-                    r[6] or "",
-                    r[7] or 0,
-                    datetime.fromisoformat(r[8]),
-                    r[9],
-                    int(r[10]),
-                )
-                for r in rows
-            ]
+            yield [_entry(r) for r in rows]
 
     def commit_at(self, name: str, when: datetime) -> int | None:
         def read(tx: Tx) -> int | None:
@@ -153,19 +138,7 @@ class PgStore:
     def tree(self, name: str, commit_id: int) -> Iterator[list[StoredEntry]]:
         for rows in self._paged(sql.TREE_PAGE, name=name, cid=commit_id):
             page = [
-                StoredEntry(
-                    r[0],
-                    r[1],
-                    int(r[2]),
-                    r[3],
-                    int(r[4]),
-                    r[5],
-                    r[6] or "",
-                    r[7] or 0,
-                    None,
-                    r[9],
-                    int(r[10]),
-                )
+                _entry(r)
                 for r in rows
                 if r[1] is not None  # tombstone
             ]
@@ -429,6 +402,24 @@ class PgStore:
             if len(page) < GC_ROWS:
                 return
             after = str(page[-1][0])
+
+
+def _entry(r: list[Any]) -> StoredEntry:
+    """A row of ``LIVE_PAGE`` or ``TREE_PAGE`` (the latter has no ``updated_at``)."""
+    updated = datetime.fromisoformat(r[8]) if r[8] is not None else None
+    return StoredEntry(
+        r[0],
+        r[1],
+        int(r[2]),
+        r[3],
+        int(r[4]),
+        r[5],
+        r[6] or "",
+        r[7] or 0,
+        updated,
+        r[9],
+        int(r[10]),
+    )
 
 
 def _check_window(path: str, rows: list[list[Any]], lo: int, hi: int) -> None:

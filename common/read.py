@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from waha_sync.common.scan import SQLITE_HEADER, Candidate, Skipped
+from waha_sync.common.scan import Candidate, Skipped
 
 SQLITE_MIME = "application/vnd.sqlite3"
 QUIET_NS = 200_000_000  # a file must be this long unmodified before it is read
@@ -92,15 +92,6 @@ def read_version(c: Candidate, json_retry_seconds: float = 0.5) -> FileVersion |
         if time.monotonic() >= deadline:
             return Skipped(c.rel, "invalid JSON (half-written?); the stored version is kept")
         time.sleep(0.1)
-
-
-def is_sqlite(path: str) -> bool:
-    """Whether the file starts with SQLite's header, whatever its name (raises OSError)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        return os.read(fd, len(SQLITE_HEADER)) == SQLITE_HEADER
-    finally:
-        os.close(fd)
 
 
 def unreadable(rel: str, exc: OSError) -> Skipped:

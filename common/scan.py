@@ -119,7 +119,7 @@ class Limits:
         if size <= min(self.file_bytes, self.sqlite_bytes or self.file_bytes):
             return None
         try:
-            limit = self.sqlite_bytes if _has_sqlite_header(path) else self.file_bytes
+            limit = self.sqlite_bytes if is_sqlite(path) else self.file_bytes
         except OSError as exc:
             return f"cannot read ({exc.strerror})"
         if limit is None or size <= limit:
@@ -130,7 +130,8 @@ class Limits:
         return f"{shown} > limit {most}"
 
 
-def _has_sqlite_header(path: str) -> bool:
+def is_sqlite(path: str) -> bool:
+    """Whether the file starts with SQLite's header, whatever its name (raises OSError)."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         return os.read(fd, len(SQLITE_HEADER)) == SQLITE_HEADER

@@ -29,11 +29,10 @@ from waha_sync.common.read import (
     SQLITE_MIME,
     FileVersion,
     Vanished,
-    is_sqlite,
     read_version,
     unreadable,
 )
-from waha_sync.common.scan import Candidate, Skipped, fmt_bytes
+from waha_sync.common.scan import Candidate, Skipped, fmt_bytes, is_sqlite
 from waha_sync.common.store import Store, StoredEntry
 from waha_sync.common.words import plural
 
@@ -76,10 +75,10 @@ class _Read:
     blob: EncodedBlob | None  # None: same content as stored
 
 
-def mime_of(rel: str, is_sqlite: bool) -> str | None:
+def mime_of(rel: str, sqlite: bool) -> str | None:
     import mimetypes
 
-    return SQLITE_MIME if is_sqlite else mimetypes.guess_type(rel, strict=False)[0]
+    return SQLITE_MIME if sqlite else mimetypes.guess_type(rel, strict=False)[0]
 
 
 def unchanged_by_stat(c: Candidate, stored: StoredEntry | None) -> bool:
