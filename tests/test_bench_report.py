@@ -109,6 +109,9 @@ def _standalone_copy(tmp: Path) -> tuple[Path, dict[str, str]]:
     (repo / "tests").mkdir()
     for name in ("conftest.py", "dbtarget.py", "podsim.py", "wahatree.py", "tls_servers.py"):
         shutil.copy(REPO / "tests" / name, repo / "tests" / name)
+    (repo / "tests" / "realclient").mkdir()  # the SQLite section's generators (no pytest)
+    for py in (REPO / "tests" / "realclient").glob("*.py"):
+        shutil.copy(py, repo / "tests" / "realclient" / py.name)
     (repo / "BENCHMARKS.md").write_text("the committed report\n")
     blocker = tmp / "no-pytest" / "pytest"
     blocker.mkdir(parents=True)
