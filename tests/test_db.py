@@ -47,7 +47,14 @@ def test_concurrent_migrations_all_succeed(db: DbTarget) -> None:
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'waha_sync_files' "
         "ORDER BY ordinal_position"
     )
-    assert [c[0] for c in cols] == ["instance", "path", "size_bytes", "sha256", "updated_at"]
+    assert [c[0] for c in cols] == [
+        "instance",
+        "path",
+        "size_bytes",
+        "sha256",
+        "updated_at",
+        "piece_bytes",
+    ]  # stable for operators: columns are only ever added at the end
 
 
 def test_transactions_retry_injected_40001(db: DbTarget) -> None:
