@@ -162,6 +162,10 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
 
 LATEST = MIGRATIONS[-1][0]
 _ALREADY_EXISTS = {"42P07", "42701", "42710", "23505"}  # duplicate table/column/object, race
+# A view may only gain columns (at the end): replacing a later migration's view with an
+# earlier one's is refused with this code, which means the later one is already there.
+_VIEW = "CREATE OR REPLACE VIEW"
+_VIEW_HAS_MORE_COLUMNS = "42P16"
 
 
 def _ddl(db: Database, sql: str) -> None:
@@ -171,6 +175,8 @@ def _ddl(db: Database, sql: str) -> None:
     try:
         db.transaction(apply)
     except Exception as exc:
+        if sqlstate(exc) == _VIEW_HAS_MORE_COLUMNS and sql.lstrip().startswith(_VIEW):
+            return  # a concurrent migrator already replaced it with a later migration's view
         # A concurrent migrator created the same object between our check and
         # our create; the statement is idempotent, so once more settles it.
         if sqlstate(exc) not in _ALREADY_EXISTS:
