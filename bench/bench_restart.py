@@ -24,7 +24,7 @@ from table import Row, Section, report, verdict
 from trees import noweb_tree, scratch_server
 
 from dbtarget import DbTarget
-from waha_sync.common.localpg import LocalPostgres
+from waha_sync.common.local.postgres import LocalPostgres
 
 
 def phase_restart(args: argparse.Namespace, pg: LocalPostgres, work: Path) -> list[Row]:

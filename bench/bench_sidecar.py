@@ -47,9 +47,9 @@ from trees import noweb_tree, rewrite_identical, scratch_server
 
 from dbtarget import DbTarget
 from podsim import SidecarProc
-from waha_sync.common.connect import open_connection
-from waha_sync.common.localpg import LocalPostgres
-from waha_sync.common.pgurl import parse_url
+from waha_sync.common.db.connect import open_connection
+from waha_sync.common.db.url import parse_url
+from waha_sync.common.local.postgres import LocalPostgres
 
 MB = 1_000_000  # the goals are in decimal megabytes
 DEBOUNCE = 1.0  # the product's default, which this benchmark runs with
@@ -71,7 +71,7 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> float:
 
 
 def cli(db: DbTarget, *args: str) -> float:
-    return run([sys.executable, "-m", "waha_sync", *args, "--log-level", "WARNING"], db.env())
+    return run([sys.executable, "-m", "waha_sync.cli", *args, "--log-level", "WARNING"], db.env())
 
 
 def commits(db: DbTarget) -> int:

@@ -70,7 +70,7 @@ from trees import scratch_server
 from dbtarget import DbTarget
 from podsim import SidecarProc
 from realclient.gows import GowsChurn, make_gows_db
-from waha_sync.common.localpg import LocalPostgres
+from waha_sync.common.local.postgres import LocalPostgres
 
 MIB = 1024 * 1024
 PIECE = 512 * 1024  # the baseline's bytea pieces
@@ -383,7 +383,7 @@ def restore_rows(pg: LocalPostgres, work: Path, sz: Sizes) -> list[Row]:
     gen = tree / REL
     counts = make_gows_db(gen, int(sz.restore_mib * MIB), seed=2)
     size = gen.stat().st_size
-    waha = [sys.executable, "-m", "waha_sync"]
+    waha = [sys.executable, "-m", "waha_sync.cli"]
     push_s, push_mem, push_max = timed_process(
         [*waha, "push", "--sessions-dir", str(tree), "--log-level", "WARNING"], db.env()
     )

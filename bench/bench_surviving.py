@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from table import Row, Section, report, verdict
 from trees import check_restore, make_tree, mib, scratch_server
 
-from waha_sync.common.localpg import LocalPostgres
+from waha_sync.common.local.postgres import LocalPostgres
 
 ENV_URLS = ("WAHA_SYNC_DATABASE_URL", "WHATSAPP_SESSIONS_POSTGRESQL_URL", "DATABASE_URL")
 
@@ -49,7 +49,7 @@ def restore_seconds(url: str, folder: Path, pythonpath: str | None = None) -> tu
         env["PYTHONPATH"] = pythonpath
     else:
         env.pop("PYTHONPATH", None)
-    cmd = [sys.executable, "-m", "waha_sync", "restore", "--sessions-dir", str(folder)]
+    cmd = [sys.executable, "-m", "waha_sync.cli", "restore", "--sessions-dir", str(folder)]
     os.sync()
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -130,7 +130,7 @@ def measure(
         os.environ.pop(name, None)
     with scratch_server("surviving") as (pg, work):
         count, raw = make_tree(work / "tree", files, mb, seed, "mixed")
-        push = [sys.executable, "-m", "waha_sync", "push", "--sessions-dir", str(work / "tree")]
+        push = [sys.executable, "-m", "waha_sync.cli", "push", "--sessions-dir", str(work / "tree")]
         env = {**os.environ, "WAHA_SYNC_DATABASE_URL": pg.url()}
         subprocess.run(push, env=env, check=True, capture_output=True)
         rows = rounds(pg, work, repeat, baseline)

@@ -38,7 +38,7 @@ import report
 from table import Section
 
 from waha_sync.common.errors import WahaSyncError
-from waha_sync.common.localpg import _bin_dir
+from waha_sync.common.local.postgres import _bin_dir
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = {"psql": "postgresql-client", "tar": "tar", "find": "findutils", "wrk": "wrk"}

@@ -1,7 +1,7 @@
-"""``python -m waha_sync``: the same entry point as the ``waha-sync`` script."""
+"""``python -m waha_sync.cli``: the same entry point as the ``waha-sync`` script."""
 
 import sys
 
-from waha_sync.main import main
+from waha_sync.cli.main import main
 
 sys.exit(main())

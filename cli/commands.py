@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pg8000.exceptions
 
-from waha_sync.common.config import Settings
-from waha_sync.common.db import Database, sqlstate
+from waha_sync.common.config.settings import Settings
+from waha_sync.common.db.database import Database, sqlstate
+from waha_sync.common.db.schema import migrate
+from waha_sync.common.db.url import ConnParams, parse_url
 from waha_sync.common.errors import ConfigError
-from waha_sync.common.gc import collect
 from waha_sync.common.logs import register_secret
-from waha_sync.common.pgstore import PgStore, open_pg_store
-from waha_sync.common.pgurl import ConnParams, parse_url
-from waha_sync.common.push import push
-from waha_sync.common.scan import fmt_bytes
-from waha_sync.common.schema import migrate
-from waha_sync.common.trees import Tree, trees
+from waha_sync.common.store.postgres import PgStore, open_pg_store
+from waha_sync.common.sync.gc import collect
+from waha_sync.common.sync.push import push
+from waha_sync.common.sync.scan import fmt_bytes
+from waha_sync.common.sync.trees import Tree, trees
 from waha_sync.common.words import plural
 
 COMPONENT = {

@@ -38,7 +38,7 @@ def add_command_flags(name: str, sub: argparse.ArgumentParser) -> None:
             "find it in the data folder).",
         )
     if name == "import-gridfs":
-        from waha_sync.gridfs import add_flags
+        from waha_sync.cli.gridfs import add_flags
 
         add_flags(sub)
     if name == "ls":

@@ -8,10 +8,13 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from waha_sync.commands import open_db
-from waha_sync.common.config import Settings
+from waha_sync.cli.commands import open_db
+from waha_sync.common.config.settings import Settings
+from waha_sync.common.db.schema import migrate
 from waha_sync.common.errors import ConfigError
-from waha_sync.common.gridfs_import import (
+from waha_sync.common.logs import register_secret, scrub
+from waha_sync.common.store.postgres import PgStore
+from waha_sync.common.sync.gridfs_import import (
     DEFAULT_BUCKET,
     DumpSource,
     ImportReport,
@@ -19,10 +22,7 @@ from waha_sync.common.gridfs_import import (
     Source,
     import_gridfs,
 )
-from waha_sync.common.logs import register_secret, scrub
-from waha_sync.common.pgstore import PgStore
-from waha_sync.common.scan import fmt_bytes
-from waha_sync.common.schema import migrate
+from waha_sync.common.sync.scan import fmt_bytes
 
 SEED_MONGO_ENV = "WHATSAPP_SESSIONS_MONGO_URL"  # the seed's own setting, read as a fallback
 

@@ -8,12 +8,12 @@ import statistics
 import time
 from typing import Any
 
-from waha_sync.commands import open_db
-from waha_sync.common.config import Settings
-from waha_sync.common.db import Database
+from waha_sync.cli.commands import open_db
+from waha_sync.common.config.settings import Settings
+from waha_sync.common.db.database import Database
+from waha_sync.common.db.schema import LATEST, schema_version
 from waha_sync.common.errors import WahaSyncError
-from waha_sync.common.pgstore import PgStore
-from waha_sync.common.schema import LATEST, schema_version
+from waha_sync.common.store.postgres import PgStore
 
 KNOWN_SHOWN = 20  # instances named in the "unknown instance" error
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from waha_sync.commands import COMPONENT, require_folder, run_restore, run_sidecar
-from waha_sync.common.config import Settings
+from waha_sync.cli.commands import COMPONENT, require_folder, run_restore, run_sidecar
+from waha_sync.common.config.settings import Settings
 from waha_sync.common.errors import ConfigError, WahaSyncError
 
 log = logging.getLogger("waha_sync.sync")
@@ -81,7 +81,7 @@ def embedded_database(settings: Settings, command: str) -> Iterator[str]:
                 f"{exc.message} (and `waha-sync up` keeps no database in {str(folder)!r})",
                 f"{exc.hint}; or run `waha-sync up` (same --local-db-dir) first",
             ) from None
-    from waha_sync.common.localpg import DataLock, LocalPostgres, running_port
+    from waha_sync.common.local.postgres import DataLock, LocalPostgres, running_port
 
     lock = DataLock(folder)
     deadline = time.monotonic() + HOLDER_WAIT_S
@@ -134,7 +134,7 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"host": "127.0.0.1"})
     if settings.database_url is not None:
         return _restore_then_sync(settings)
-    from waha_sync.common.localpg import DataLock, LocalPostgres, running_port, stop_running
+    from waha_sync.common.local.postgres import DataLock, LocalPostgres, running_port, stop_running
 
     folder = local_db_dir(settings)
     if folder.exists() and not folder.is_dir():

@@ -16,9 +16,9 @@ from typing import NoReturn
 
 from pydantic import SecretStr
 
-from waha_sync import __version__, commands, flags, gridfs, info, local
-from waha_sync.common.cli_settings import add_setting_flags, load_settings, start_warnings
-from waha_sync.common.config import Settings
+from waha_sync.cli import __version__, commands, flags, gridfs, info, local
+from waha_sync.common.config.flags import add_setting_flags, load_settings, start_warnings
+from waha_sync.common.config.settings import Settings
 from waha_sync.common.errors import WahaSyncError
 from waha_sync.common.logs import scrub, setup_logging
 

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from waha_sync.common.errors import write_failure
-from waha_sync.common.marker import MARKER_DIR
-from waha_sync.common.scan import Excluder
+from waha_sync.common.sync.marker import MARKER_DIR
+from waha_sync.common.sync.scan import Excluder
 from waha_sync.init.safepath import TMP_MARK
 
 log = logging.getLogger("waha_sync.restore")

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from waha_sync.common.bulk import batches
-from waha_sync.common.content import decode
-from waha_sync.common.pieces import PieceRows, file_list_digest, write_pieces
-from waha_sync.common.store import Store, StoredEntry
+from waha_sync.common.db.bulk import batches
+from waha_sync.common.store.base import Store, StoredEntry
+from waha_sync.common.sync.content import decode
+from waha_sync.common.sync.pieces import PieceRows, file_list_digest, write_pieces
 from waha_sync.init.displace import Displacer
 from waha_sync.init.safepath import TargetDir
 

@@ -21,7 +21,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-from waha_sync.common.config import Settings
+from waha_sync.common.config.settings import Settings
 
 BASIC_ENDPOINTS = frozenset({"dashboard", "status"})
 

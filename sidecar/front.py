@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import time
 
-from waha_sync import __version__
-from waha_sync.common.config import Settings
-from waha_sync.common.db import Database
+from waha_sync.cli import __version__
+from waha_sync.common.config.settings import Settings
+from waha_sync.common.db.database import Database
 from waha_sync.sidecar.auth import Guard
 from waha_sync.sidecar.metrics import Metrics
 from waha_sync.sidecar.monitor import Monitor

@@ -17,10 +17,10 @@ from collections import deque
 from dataclasses import asdict
 from typing import Any
 
-from waha_sync.common.db import Database
+from waha_sync.common.db.database import Database
 from waha_sync.common.errors import WahaSyncError
-from waha_sync.common.marker import read_marker
-from waha_sync.common.pgstore import PgStore
+from waha_sync.common.store.postgres import PgStore
+from waha_sync.common.sync.marker import read_marker
 from waha_sync.init.displace import read_summary
 from waha_sync.sidecar.tree_sync import TreeSync
 from waha_sync.sidecar.view import (

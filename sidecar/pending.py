@@ -4,7 +4,7 @@ A path is ready once it has been quiet for ``debounce`` seconds, or
 ``max_delay`` seconds after its first change however often it changes. A SQLite
 database written through its ``-wal`` or ``-journal`` is ready ``debounce`` seconds
 after its first change however busy its writer stays: it is snapshotted at a commit
-(``waha_sync.common.sqlite_follow``), so there is nothing half-written to wait out,
+(``waha_sync.common.sync.sqlite_follow``), so there is nothing half-written to wait out,
 and a writer such as whatsmeow is never quiet for long.
 Only paths are kept (content is read at ship time), and at most ``limit``
 of them: past that the set is dropped and ``overflowed`` asks the caller

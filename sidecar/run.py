@@ -20,11 +20,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from types import FrameType
 
-from waha_sync.common.config import Settings
-from waha_sync.common.db import Database
+from waha_sync.common.config.settings import Settings
+from waha_sync.common.db.database import Database
 from waha_sync.common.errors import FencedError, WahaSyncError
-from waha_sync.common.store import Store
-from waha_sync.common.trees import Tree, require_dirs, trees
+from waha_sync.common.store.base import Store
+from waha_sync.common.sync.trees import Tree, require_dirs, trees
 from waha_sync.common.words import plural
 from waha_sync.sidecar.front import Front
 from waha_sync.sidecar.start import limit_malloc_arenas
@@ -159,7 +159,7 @@ class Sidecar:
             self.exit_code = max(self.exit_code, 1)
 
     def _gc_loop(self) -> None:
-        from waha_sync.common.gc import collect
+        from waha_sync.common.sync.gc import collect
 
         retention = timedelta(hours=self.settings.retention_hours)
         stores = {t.label: self.open_store(t) for t in self.trees}

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from waha_sync.common.errors import DatabaseUnavailable
-from waha_sync.common.ship import ShipReport
+from waha_sync.common.sync.ship import ShipReport
 
 RECENT_ERRORS = 20
 

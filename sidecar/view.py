@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from waha_sync.common.store import StoredEntry
+from waha_sync.common.store.base import StoredEntry
 
 
 @dataclass(frozen=True)

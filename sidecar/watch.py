@@ -22,7 +22,7 @@ from pathlib import Path
 
 from inotify_simple import INotify, flags
 
-from waha_sync.common.scan import Excluder
+from waha_sync.common.sync.scan import Excluder
 from waha_sync.common.words import plural
 
 log = logging.getLogger("waha_sync.sync")

@@ -21,7 +21,7 @@ import pytest
 
 from dbtarget import DbTarget
 from tls_servers import certs, plain_pg, server_bin, sslonly_pg, tls_pg  # noqa: F401 - fixtures
-from waha_sync.common.localpg import LocalPostgres
+from waha_sync.common.local.postgres import LocalPostgres
 
 CHAOS_RATE = 0.10
 
@@ -47,8 +47,8 @@ class Server:
         self.local = local
 
     def admin(self, database: str | None = None) -> pg8000.native.Connection:
-        from waha_sync.common.connect import open_connection
-        from waha_sync.common.pgurl import parse_url
+        from waha_sync.common.db.connect import open_connection
+        from waha_sync.common.db.url import parse_url
 
         url = _with_db(self.url, database) if database else self.url
         return open_connection(parse_url(url))

@@ -19,7 +19,7 @@ class DbTarget:
 
     def cli(self, *args: str) -> int:
         """Run the waha-sync command in this process against this database."""
-        from waha_sync.main import main
+        from waha_sync.cli.main import main
 
         saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("WAHA_SYNC_")}
         os.environ["WAHA_SYNC_DATABASE_URL"] = self.url
@@ -32,8 +32,8 @@ class DbTarget:
 
     def sql(self, statement: str, **params: object) -> list[list[object]]:
         """Run one statement directly (autocommit), bypassing waha-sync."""
-        from waha_sync.common.connect import open_connection
-        from waha_sync.common.pgurl import parse_url
+        from waha_sync.common.db.connect import open_connection
+        from waha_sync.common.db.url import parse_url
 
         conn = open_connection(parse_url(self.url))
         try:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from waha_sync.common.config import Settings
+from waha_sync.common.config.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 K8S = REPO / "deploy" / "k8s"

@@ -100,7 +100,7 @@ class SidecarProc:
             time.sleep(0.1)
 
     def start(self, *args: str) -> SidecarProc:
-        cmd = [*self.prefix, sys.executable, "-m", "waha_sync", "sidecar"]
+        cmd = [*self.prefix, sys.executable, "-m", "waha_sync.cli", "sidecar"]
         cmd += ["--sessions-dir", str(self.root), *args]
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(

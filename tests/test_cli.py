@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DbTarget, Server
-from waha_sync.main import COMMANDS
+from waha_sync.cli.main import COMMANDS
 
 EVERY_SETTING_FLAG = re.compile(r"^\s+(--[a-z0-9-]+)", re.MULTILINE)
 # "1 files", "1 changed paths", "1 attempts", ...: a count of one with a plural noun.
@@ -27,7 +27,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     base.pop("DATABASE_URL", None)
     base.pop("POD_NAME", None)
     return subprocess.run(
-        [sys.executable, "-m", "waha_sync", *args],
+        [sys.executable, "-m", "waha_sync.cli", *args],
         env={**base, **(env or {})},
         capture_output=True,
         text=True,
@@ -172,7 +172,7 @@ def test_claims_name_the_pod_or_host_the_process_and_the_component(
     plain_db: DbTarget, tmp_path: Path
 ) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "waha_sync", "restore", "--sessions-dir", str(tmp_path / "a")],
+        [sys.executable, "-m", "waha_sync.cli", "restore", "--sessions-dir", str(tmp_path / "a")],
         env=plain_db.env(POD_NAME="waha-7d9f-x2"),
         stderr=subprocess.PIPE,
         text=True,
@@ -185,7 +185,7 @@ def test_claims_name_the_pod_or_host_the_process_and_the_component(
     env = plain_db.env()
     env.pop("POD_NAME", None)
     second = subprocess.Popen(
-        [sys.executable, "-m", "waha_sync", "restore", "--sessions-dir", str(tmp_path / "b")],
+        [sys.executable, "-m", "waha_sync.cli", "restore", "--sessions-dir", str(tmp_path / "b")],
         env=env,
         stderr=subprocess.PIPE,
         text=True,

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from podsim import free_port, http_get
-from waha_sync.common.connect import open_connection
-from waha_sync.common.localpg import running_port
-from waha_sync.common.pgurl import parse_url
-from waha_sync.common.schema import LATEST
+from waha_sync.common.db.connect import open_connection
+from waha_sync.common.db.schema import LATEST
+from waha_sync.common.db.url import parse_url
+from waha_sync.common.local.postgres import running_port
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -36,7 +36,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "waha_sync", *args],
+        [sys.executable, "-m", "waha_sync.cli", *args],
         env=clean_env(),
         capture_output=True,
         text=True,
@@ -52,7 +52,7 @@ class Up:
         self.pg_dir = tmp / "state" / "postgres"
         self.log_path = tmp / "up.log"
         self.port = free_port()
-        cmd = [sys.executable, "-m", "waha_sync", "up", "--local-db-dir", str(self.pg_dir)]
+        cmd = [sys.executable, "-m", "waha_sync.cli", "up", "--local-db-dir", str(self.pg_dir)]
         cmd += ["--port", str(self.port), *args]
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(

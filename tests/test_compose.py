@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-import waha_sync
 from k8sfiles import env_names
+from waha_sync.cli import __version__
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = REPO / "deploy" / "compose.yaml"
@@ -129,7 +129,7 @@ def test_images_build_from_the_repository() -> None:
         build = services[name]["build"]
         assert Path(build["context"]).resolve() == REPO and build["dockerfile"] == dockerfile
         assert (REPO / dockerfile).is_file(), dockerfile
-        assert services[name]["image"] == f"{image}:{waha_sync.__version__}"
+        assert services[name]["image"] == f"{image}:{__version__}"
     for service in services.values():
         assert not service["image"].endswith(":latest") and ":" in service["image"]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import DbTarget
-from waha_sync.common.cli_settings import add_setting_flags, load_settings
-from waha_sync.common.config import Settings
+from waha_sync.common.config.flags import add_setting_flags, load_settings
+from waha_sync.common.config.settings import Settings
 from waha_sync.common.errors import ConfigError
 
 SECRET = "s3cr3t-Pa55word"
@@ -22,7 +22,7 @@ def waha_sync(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     base = {k: v for k, v in os.environ.items() if not k.startswith("WAHA_SYNC_")}
     base.pop("DATABASE_URL", None)
     return subprocess.run(
-        [sys.executable, "-m", "waha_sync", *args],
+        [sys.executable, "-m", "waha_sync.cli", *args],
         env={**base, **(env or {})},
         capture_output=True,
         text=True,
@@ -272,7 +272,7 @@ def test_disagreeing_names_warn_and_the_documented_one_wins(
 def test_media_storage_takes_wahas_values(
     given: str, expected: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from waha_sync.common.trees import media_enabled
+    from waha_sync.common.sync.trees import media_enabled
 
     monkeypatch.delenv("WAHA_SYNC_MEDIA_STORAGE", raising=False)
     monkeypatch.setenv("WAHA_MEDIA_STORAGE", given)

@@ -9,13 +9,13 @@ import pg8000.exceptions
 import pytest
 
 from conftest import DbTarget
-from waha_sync.common.content import encode
-from waha_sync.common.db import Database, RetryPolicy, Tx, server_kind, sqlstate
+from waha_sync.common.db.database import Database, RetryPolicy, Tx, server_kind, sqlstate
+from waha_sync.common.db.schema import LATEST, migrate, schema_version
+from waha_sync.common.db.url import parse_url
 from waha_sync.common.errors import DatabaseUnavailable, FencedError
-from waha_sync.common.pgstore import PgStore
-from waha_sync.common.pgurl import parse_url
-from waha_sync.common.schema import LATEST, migrate, schema_version
-from waha_sync.common.store import StoredEntry
+from waha_sync.common.store.base import StoredEntry
+from waha_sync.common.store.postgres import PgStore
+from waha_sync.common.sync.content import encode
 
 
 def database(target: DbTarget) -> Database:

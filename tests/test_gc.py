@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from conftest import DbTarget
-from waha_sync.common.content import encode
-from waha_sync.common.db import Database, RetryPolicy
-from waha_sync.common.gc import collect
-from waha_sync.common.pgstore import PgStore
-from waha_sync.common.pgurl import parse_url
-from waha_sync.common.schema import LATEST, migrate, schema_version
-from waha_sync.common.store import GcBatch, StoredEntry
+from waha_sync.common.db.database import Database, RetryPolicy
+from waha_sync.common.db.schema import LATEST, migrate, schema_version
+from waha_sync.common.db.url import parse_url
+from waha_sync.common.store.base import GcBatch, StoredEntry
+from waha_sync.common.store.postgres import PgStore
+from waha_sync.common.sync.content import encode
+from waha_sync.common.sync.gc import collect
 from wahatree import tree_digest
 
 WEEK = timedelta(hours=168)

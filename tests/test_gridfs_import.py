@@ -222,7 +222,7 @@ def test_dump_usage_errors_exit_2(
     assert run_import(plain_db, capsys, "--dump", str(tmp_path / "two"), "--bucket", "x")[0] == 2
     env_free = {k: v for k, v in os.environ.items() if k != "WHATSAPP_SESSIONS_MONGO_URL"}
     proc = subprocess.run(
-        [sys.executable, "-m", "waha_sync", "import-gridfs"],
+        [sys.executable, "-m", "waha_sync.cli", "import-gridfs"],
         env={**env_free, "WAHA_SYNC_DATABASE_URL": plain_db.url},
         capture_output=True,
         text=True,
@@ -233,7 +233,7 @@ def test_dump_usage_errors_exit_2(
 
 def _cli(db: DbTarget, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "waha_sync", "import-gridfs", *args],
+        [sys.executable, "-m", "waha_sync.cli", "import-gridfs", *args],
         env=db.env(),
         capture_output=True,
         text=True,
@@ -289,7 +289,7 @@ def test_live_auth_error_exits_1(plain_db: DbTarget, fake_mongo: int) -> None:
 def test_seed_mongo_url_from_the_environment(plain_db: DbTarget, fake_mongo: int) -> None:
     url = f"mongodb://waha:{SECRET}@127.0.0.1:{fake_mongo}/waha"
     proc = subprocess.run(
-        [sys.executable, "-m", "waha_sync", "import-gridfs"],
+        [sys.executable, "-m", "waha_sync.cli", "import-gridfs"],
         env=plain_db.env(WHATSAPP_SESSIONS_MONGO_URL=url),
         capture_output=True,
         text=True,

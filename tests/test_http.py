@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import DbTarget
 from podsim import SidecarProc, free_port
-from waha_sync.common.localpg import LocalPostgres
+from waha_sync.common.local.postgres import LocalPostgres
 
 KEY = "k3y-for-the-sidecar-0123"
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -227,7 +227,7 @@ def test_a_port_in_use_is_a_config_error(plain_db: DbTarget, tmp_path: Path) -> 
         taken.bind(("0.0.0.0", port))  # noqa: S104 - where the sidecar listens
         taken.listen()
         proc = subprocess.run(
-            [sys.executable, "-m", "waha_sync", "sidecar", "--sessions-dir", str(root)],
+            [sys.executable, "-m", "waha_sync.cli", "sidecar", "--sessions-dir", str(root)],
             env=plain_db.env(WAHA_SYNC_PORT=str(port)),
             capture_output=True,
             text=True,

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-import waha_sync
 from k8sfiles import (
     BASE,
     CRDB,
@@ -35,6 +34,7 @@ from k8sfiles import (
     render,
     validate,
 )
+from waha_sync.cli import __version__
 
 
 @pytest.mark.parametrize("overlay", list(OVERLAYS))
@@ -71,8 +71,8 @@ def test_native_sidecar_order_and_probes() -> None:
     restore, sidecar = spec["initContainers"]
     assert "restartPolicy" not in restore
     assert sidecar["restartPolicy"] == "Always"
-    assert restore["image"] == f"waha-sync-init:{waha_sync.__version__}"
-    assert sidecar["image"] == f"waha-sync-sidecar:{waha_sync.__version__}"
+    assert restore["image"] == f"waha-sync-init:{__version__}"
+    assert sidecar["image"] == f"waha-sync-sidecar:{__version__}"
     ports = {p["name"]: p["containerPort"] for p in sidecar["ports"]}
     assert ports == {"sync-http": 3001}
     probes = {k: sidecar[k]["httpGet"] for k in ("startupProbe", "readinessProbe", "livenessProbe")}
@@ -206,7 +206,7 @@ def test_our_containers_resolve_their_settings(overlay: str, name: str, tmp_path
     env = dict(config) | {"PATH": "/usr/bin:/bin"}
     env["WAHA_SYNC_SECRETS_DIR"] = str(secrets_dir(overlay, name, tmp_path / "secrets"))
     code = (
-        "import json; from waha_sync.common.cli_settings import load_settings as l; s = l(); "
+        "import json; from waha_sync.common.config.flags import load_settings as l; s = l(); "
         "v = lambda x: x.get_secret_value() if x else None; print(json.dumps({'url': "
         "v(s.database_url), 'key': v(s.api_key), 'user': s.dashboard_username, "
         "'dir': str(s.sessions_dir), 'flush': s.shutdown_timeout_seconds}))"
@@ -277,8 +277,8 @@ def _resolved_env(overlay: str, name: str) -> dict[str, str]:
 def _media_check(env: dict[str, str]) -> dict[str, object]:
     """waha-sync's own loader and media check, run in that environment."""
     code = (
-        "import json; from waha_sync.common.cli_settings import load_settings as l; "
-        "from waha_sync.common.config import media_warnings as w; s = l(); "
+        "import json; from waha_sync.common.config.flags import load_settings as l; "
+        "from waha_sync.common.config.settings import media_warnings as w; s = l(); "
         "print(json.dumps({'storage': s.media_storage, 'dir': str(s.media_dir), "
         "'warnings': w(s)}))"
     )

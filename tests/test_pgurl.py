@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from waha_sync.common.db.url import SSLMODES, ConnParams, parse_url, redact_url
 from waha_sync.common.errors import ConfigError
-from waha_sync.common.pgurl import SSLMODES, ConnParams, parse_url, redact_url
 
 SECRET = "s3cr3t-Pa55"
 

@@ -200,10 +200,10 @@ def test_torn_last_wal_frame_is_left_for_later(db: DbTarget, tmp_path: Path) -> 
 def test_sigkill_mid_upload_leaves_orphans_that_the_next_upload_clears(
     db: DbTarget, tmp_path: Path
 ) -> None:
-    from waha_sync.common.connect import open_connection
-    from waha_sync.common.db import Database
-    from waha_sync.common.pgurl import parse_url
-    from waha_sync.common.schema import migrate
+    from waha_sync.common.db.connect import open_connection
+    from waha_sync.common.db.database import Database
+    from waha_sync.common.db.schema import migrate
+    from waha_sync.common.db.url import parse_url
 
     root = tmp_path / "s"
     gows = root / "gows.db"
@@ -213,7 +213,7 @@ def test_sigkill_mid_upload_leaves_orphans_that_the_next_upload_clears(
     blocker.run("BEGIN")
     blocker.run("LOCK TABLE waha_sync_commits IN EXCLUSIVE MODE")  # the commit will wait
     proc = subprocess.Popen(
-        [sys.executable, "-m", "waha_sync", "push", "--sessions-dir", str(root)],
+        [sys.executable, "-m", "waha_sync.cli", "push", "--sessions-dir", str(root)],
         env=db.env(WAHA_SYNC_CHAOS_40001_RATE="0"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -6,8 +6,8 @@ import threading
 import time
 from pathlib import Path
 
-from waha_sync.common.read import FileVersion, read_version
-from waha_sync.common.scan import Candidate, Limits, Skipped, scan
+from waha_sync.common.sync.read import FileVersion, read_version
+from waha_sync.common.sync.scan import Candidate, Limits, Skipped, scan
 
 SIZE = 4 * 1024 * 1024
 

@@ -216,7 +216,7 @@ def test_unreadable_file_is_reported_and_keeps_its_stored_version(
     stored = key.read_bytes()
     key.write_text('{"changed": 1}')
     key.chmod(0)
-    cmd = [sys.executable, "-m", "waha_sync", "push", "--sessions-dir", str(pushed)]
+    cmd = [sys.executable, "-m", "waha_sync.cli", "push", "--sessions-dir", str(pushed)]
     if os.geteuid() == 0:  # root reads anything: drop the capabilities that let it
         cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *cmd]
     proc = subprocess.run(cmd, env=db.env(), capture_output=True, text=True, check=False)

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import DbTarget
 from podsim import BaileysWriter, SidecarProc, assert_same_tree, child_pid, stored_tree
-from waha_sync.common.localpg import LocalPostgres
+from waha_sync.common.local.postgres import LocalPostgres
 from wahatree import SqliteWriter, make_noweb_session, make_sqlite
 
 

@@ -83,7 +83,7 @@ def test_up_runs_restore_and_sidecar_on_embedded_postgres(tmp_path: Path) -> Non
     )
 
     def up(folder: Path, log: Path) -> subprocess.Popen[bytes]:
-        cmd = [sys.executable, "-m", "waha_sync", "up", "--sessions-dir", str(folder)]
+        cmd = [sys.executable, "-m", "waha_sync.cli", "up", "--sessions-dir", str(folder)]
         with log.open("wb") as out:
             return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from waha_sync.common.sqlite_follow import Snapshot, SqliteFollower
-from waha_sync.common.wal import read_header
+from waha_sync.common.sync.sqlite_follow import Snapshot, SqliteFollower
+from waha_sync.common.sync.wal import read_header
 
 WRITER = r"""
 import json, os, random, sqlite3, sys, time
@@ -612,7 +612,7 @@ def test_wal_checksum_equals_the_recurrence_sqlite_documents() -> None:
     import random
     import struct
 
-    from waha_sync.common.wal import checksum
+    from waha_sync.common.sync.wal import checksum
 
     def plain(data: bytes, s0: int, s1: int, big: bool) -> tuple[int, int]:
         for x0, x1 in struct.iter_unpack((">" if big else "<") + "2I", data):

@@ -21,7 +21,7 @@ from chaos.committed import stored, write_json
 
 from conftest import DbTarget
 from podsim import SidecarProc
-from waha_sync.common.localpg import LocalPostgres
+from waha_sync.common.local.postgres import LocalPostgres
 from wahatree import make_noweb_session, make_sqlite, tree_digest
 
 GOWS = "gows/s/gows.db"
@@ -99,7 +99,7 @@ def rewrite(path: Path) -> None:
 def restore(db: DbTarget, root: Path, *args: str, **env: str) -> tuple[int, str]:
     """``waha-sync restore`` as a process of its own: (exit code, log)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "waha_sync", "restore", "--sessions-dir", str(root), *args],
+        [sys.executable, "-m", "waha_sync.cli", "restore", "--sessions-dir", str(root), *args],
         env=db.env(**env),
         capture_output=True,
         text=True,
@@ -341,7 +341,7 @@ def test_restart_while_the_database_is_down(
     side.wait_for("cannot sync")
     side.kill()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "waha_sync", "restore", "--sessions-dir", str(root)],
+        [sys.executable, "-m", "waha_sync.cli", "restore", "--sessions-dir", str(root)],
         env=db.env(WAHA_SYNC_WAIT_SECONDS="120"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -375,7 +375,7 @@ def test_two_restores_racing_into_one_volume(db: DbTarget, tmp_path: Path) -> No
     restored_ok(db, tmp_path / "other")
     write_json(vol / "noweb/s/creds.json", {"stale": True})
     write_json(vol / "noweb/s/unknown.json", {"x": 1})
-    cmd = [sys.executable, "-m", "waha_sync", "restore", "--sessions-dir", str(vol)]
+    cmd = [sys.executable, "-m", "waha_sync.cli", "restore", "--sessions-dir", str(vol)]
     procs = [
         subprocess.Popen(
             cmd, env=db.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -15,10 +15,10 @@ import pg8000.native
 import pytest
 
 from tls_servers import PLAIN_PASSWORD, PLAIN_USER
-from waha_sync.common.connect import connection_uses_tls, open_connection
+from waha_sync.common.db.connect import connection_uses_tls, open_connection
+from waha_sync.common.db.url import parse_url
 from waha_sync.common.errors import DatabaseUnavailable
-from waha_sync.common.localpg import LocalPostgres, free_port
-from waha_sync.common.pgurl import parse_url
+from waha_sync.common.local.postgres import LocalPostgres, free_port
 
 WRONG_PASSWORD = "Wr0ng-pa55-ZQX"
 

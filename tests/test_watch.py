@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 from conftest import DbTarget
-from waha_sync.common.config import Settings
-from waha_sync.common.pgstore import open_pg_store
-from waha_sync.common.pgurl import parse_url
+from waha_sync.common.config.settings import Settings
+from waha_sync.common.db.url import parse_url
+from waha_sync.common.store.postgres import open_pg_store
 from waha_sync.sidecar.tree_sync import TreeSync
 
 

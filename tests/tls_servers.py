@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from waha_sync.common import localpg
-from waha_sync.common.localpg import SERVICE_USER, LocalPostgres
+from waha_sync.common.local import postgres as localpg
+from waha_sync.common.local.postgres import SERVICE_USER, LocalPostgres
 
 PLAIN_USER, PLAIN_PASSWORD = "plainuser", "plain-Pa55-QQ"
 

@@ -41,7 +41,7 @@ def waha_sync(
     """Run the real command as a process (its own exit code, stdout and stderr)."""
     base = db.env(**env) if db is not None else _clean_env(**env)
     return subprocess.run(
-        [*(prefix or []), sys.executable, "-m", "waha_sync", *args],
+        [*(prefix or []), sys.executable, "-m", "waha_sync.cli", *args],
         env=base,
         capture_output=True,
         text=True,

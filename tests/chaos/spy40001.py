@@ -13,7 +13,7 @@ lines appended to one file (``O_APPEND``: forked restore processes and a
 sidecar subprocess can share it).
 
 As a program it runs a waha-sync command with the wrapper installed:
-``python spy40001.py OUT python -m waha_sync sidecar ...`` (the form
+``python spy40001.py OUT python -m waha_sync.cli sidecar ...`` (the form
 ``SidecarProc.prefix`` produces).
 """
 
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from waha_sync.common.db import _INJECT, Tx, sqlstate
+from waha_sync.common.db.database import _INJECT, Tx, sqlstate
 
 INJECTED_MESSAGE = "waha-sync chaos"
 
@@ -91,7 +91,7 @@ def read(out: Path) -> tuple[set[str], Counter[str], Counter[str]]:
 
 
 if __name__ == "__main__":
-    # argv: spy40001.py OUT <python> -m waha_sync <command> [args...]
+    # argv: spy40001.py OUT <python> -m waha_sync.cli <command> [args...]
     target = Path(sys.argv[1])
     rest = sys.argv[2:]
     module_at = rest.index("-m")

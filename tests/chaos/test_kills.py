@@ -117,7 +117,7 @@ def test_restore_sigkill_leaves_no_partial_file_and_reruns_clean(
     want = {k: v for k, v in tree_digest(src).items() if not k.endswith(("-wal", "-shm"))}
     stored = {str(p): str(s) for p, s in db.sql("SELECT path, sha256 FROM waha_sync_files")}
     assert stored == {k: v for k, v in stored_digests(src, db).items() if k in want}
-    cmd = [sys.executable, "-m", "waha_sync", "restore", "--sessions-dir"]
+    cmd = [sys.executable, "-m", "waha_sync.cli", "restore", "--sessions-dir"]
 
     def run(target: Path) -> subprocess.Popen[bytes]:
         with (tmp_path / "restore.log").open("ab") as log:

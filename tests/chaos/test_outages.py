@@ -25,7 +25,7 @@ from chaos.conftest import Chaos, Tally
 from chaos.tcpproxy import TcpProxy
 from conftest import DbTarget, Server
 from podsim import SidecarProc
-from waha_sync.common.localpg import LocalPostgres
+from waha_sync.common.local.postgres import LocalPostgres
 from wahatree import make_noweb_session, make_sqlite, tree_digest
 
 

@@ -20,8 +20,8 @@ from conftest import DbTarget, Server
 from podsim import SidecarProc
 from realclient import baileys
 from realclient.conftest import FIGURES, assert_restored_equal, db_in, restore_timed
-from waha_sync.common.config import DEFAULT_EXCLUDES
-from waha_sync.common.scan import Excluder
+from waha_sync.common.config.settings import DEFAULT_EXCLUDES
+from waha_sync.common.sync.scan import Excluder
 
 CASES = [
     ("6", "plain", "postgresql"),

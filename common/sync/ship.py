@@ -16,24 +16,24 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
-from waha_sync.common.bulk import batches
-from waha_sync.common.content import EncodedBlob, encode, sha256_hex
-from waha_sync.common.pieces import (
+from waha_sync.common.db.bulk import batches
+from waha_sync.common.store.base import Store, StoredEntry
+from waha_sync.common.sync.content import EncodedBlob, encode, sha256_hex
+from waha_sync.common.sync.pieces import (
     PIECED_MIN_BYTES,
     PiecedFiles,
     PiecedUpload,
     PieceWriter,
     upload_pieced,
 )
-from waha_sync.common.read import (
+from waha_sync.common.sync.read import (
     SQLITE_MIME,
     FileVersion,
     Vanished,
     read_version,
     unreadable,
 )
-from waha_sync.common.scan import Candidate, Skipped, fmt_bytes, is_sqlite
-from waha_sync.common.store import Store, StoredEntry
+from waha_sync.common.sync.scan import Candidate, Skipped, fmt_bytes, is_sqlite
 from waha_sync.common.words import plural
 
 log = logging.getLogger("waha_sync.sync")
@@ -141,7 +141,7 @@ def ship(
     less memory held at once, more round trips); ``on_group`` is called after
     each group is uploaded (progress). Files that vanish mid-way are
     committed as deletions if the database holds them. SQLite databases and large
-    files go as pieces (``waha_sync.common.pieces``); ``pieced`` keeps their state
+    files go as pieces (``waha_sync.common.sync.pieces``); ``pieced`` keeps their state
     between calls. Raises what ``Store`` raises; nothing is committed then.
     """
     started = time.monotonic()

@@ -36,12 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from waha_sync.common.content import pack, unpack
 from waha_sync.common.errors import IntegrityError
-from waha_sync.common.marker import MARKER_DIR
-from waha_sync.common.scan import Candidate, Skipped
-from waha_sync.common.sqlite_follow import Snapshot, SqliteFollower
-from waha_sync.common.store import Store, StoredEntry
+from waha_sync.common.store.base import Store, StoredEntry
+from waha_sync.common.sync.content import pack, unpack
+from waha_sync.common.sync.marker import MARKER_DIR
+from waha_sync.common.sync.scan import Candidate, Skipped
+from waha_sync.common.sync.sqlite_follow import Snapshot, SqliteFollower
 
 log = logging.getLogger("waha_sync.sync")
 T = TypeVar("T")

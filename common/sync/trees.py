@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from waha_sync.common.config import Settings
+from waha_sync.common.config.settings import Settings
 from waha_sync.common.errors import ConfigError
 
 

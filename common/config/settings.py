@@ -4,7 +4,7 @@ Precedence: command-line flags > ``WAHA_SYNC_*`` environment > secret files
 (``WAHA_SYNC_SECRETS_DIR``, e.g. a mounted Kubernetes Secret whose keys are
 the environment variable names) > defaults. Every field has both an
 environment variable (``WAHA_SYNC_<FIELD>``) and a flag (``--<field>``); the
-flags are generated from this model in ``waha_sync.common.cli_settings``.
+flags are generated from this model in ``waha_sync.common.config.flags``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_valid
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 if TYPE_CHECKING:
-    from waha_sync.common.scan import Limits
+    from waha_sync.common.sync.scan import Limits
 
-from waha_sync.common.http_config import HTTP_HINTS, HttpSettings
+from waha_sync.common.config.http import HTTP_HINTS, HttpSettings
 
 MIB = 1024 * 1024
 
@@ -279,7 +279,7 @@ class Settings(HttpSettings):
 
     def limits(self) -> Limits:
         """The size limits the scanner and the sidecar apply."""
-        from waha_sync.common.scan import Limits
+        from waha_sync.common.sync.scan import Limits
 
         return Limits(self.max_file_bytes, self.max_sqlite_bytes)
 

@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 import pg8000.exceptions
 import pg8000.native
 
-from waha_sync.common.connect import connection_uses_tls, open_connection
+from waha_sync.common.db.connect import connection_uses_tls, open_connection
+from waha_sync.common.db.url import ConnParams
 from waha_sync.common.errors import DatabaseUnavailable
-from waha_sync.common.pgurl import ConnParams
 from waha_sync.common.words import plural
 
 T = TypeVar("T")

@@ -21,14 +21,14 @@ Tables (all prefixed ``waha_sync_``):
   encoded bytes (at most 256 KiB raw, so a value stays under 512 KiB). A version
   records only the pieces that differ from the version before it; the whole list of a
   version at commit C is, per ``idx``, the row with the highest ``commit_id`` <= C (see
-  ``waha_sync.common.pieces``).
+  ``waha_sync.common.sync.pieces``).
 - ``database``: one row, this database's random id (restore markers record it).
 - view ``waha_sync_files``: stable columns for operators' own SQL (live files only).
 """
 
 from __future__ import annotations
 
-from waha_sync.common.db import Database, Tx, sqlstate
+from waha_sync.common.db.database import Database, Tx, sqlstate
 from waha_sync.common.errors import WahaSyncError
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [

@@ -15,8 +15,8 @@ import ssl
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
+from waha_sync.common.db.url import ConnParams
 from waha_sync.common.errors import DatabaseUnavailable
-from waha_sync.common.pgurl import ConnParams
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 # SQLSTATE 28000: pg_hba.conf has no matching line (e.g. it demands hostssl).

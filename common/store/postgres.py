@@ -1,4 +1,4 @@
-"""``Store`` on PostgreSQL or CockroachDB (see ``waha_sync.common.store`` for the contract).
+"""``Store`` on PostgreSQL or CockroachDB (see ``waha_sync.common.store.base`` for the contract).
 
 Reads are paged by key so memory stays bounded however large the tree;
 multi-row writes go as one statement over ``unnest`` of arrays; every
@@ -13,19 +13,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
-from waha_sync.common import pgsql as sql
-from waha_sync.common.bulk import (
+from waha_sync.common.db.bulk import (
     batches,
     bytea_array,
     int_array,
     int_or_null_array,
     text_array,
 )
-from waha_sync.common.content import EncodedBlob
-from waha_sync.common.db import Database, Tx
+from waha_sync.common.db.database import Database, Tx
+from waha_sync.common.db.url import ConnParams
 from waha_sync.common.errors import FencedError, IntegrityError
-from waha_sync.common.pgurl import ConnParams
-from waha_sync.common.store import CommitResult, GcBatch, Instance, StoredEntry
+from waha_sync.common.store import sql
+from waha_sync.common.store.base import CommitResult, GcBatch, Instance, StoredEntry
+from waha_sync.common.sync.content import EncodedBlob
 
 PAGE = 1000
 DIGEST_WINDOW = 8192  # piece indexes per read of a piece list's digests
@@ -80,7 +80,7 @@ class PgStore:
         self.db.close()
 
     def ensure_schema(self) -> None:
-        from waha_sync.common.schema import migrate
+        from waha_sync.common.db.schema import migrate
 
         migrate(self.db)
 

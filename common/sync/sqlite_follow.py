@@ -119,7 +119,7 @@ import sqlite3
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from waha_sync.common.wal import (
+from waha_sync.common.sync.wal import (
     FRAME_HEADER_BYTES,
     Scan,
     WalHeader,

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from waha_sync.common.errors import ConfigError
-from waha_sync.common.scan import fmt_bytes
-from waha_sync.common.store import GcBatch, Store
+from waha_sync.common.store.base import GcBatch, Store
+from waha_sync.common.sync.scan import fmt_bytes
 from waha_sync.common.words import plural
 
 log = logging.getLogger("waha_sync.sync")

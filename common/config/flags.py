@@ -15,10 +15,10 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from waha_sync.common.config import HINTS, Settings, media_warnings, setting_name_warnings
+from waha_sync.common.config.settings import HINTS, Settings, media_warnings, setting_name_warnings
+from waha_sync.common.db.url import redact_url
 from waha_sync.common.errors import ConfigError
 from waha_sync.common.logs import register_secret
-from waha_sync.common.pgurl import redact_url
 
 SECRETS_DIR_ENV = "WAHA_SYNC_SECRETS_DIR"
 _URL_FIELDS = {"database_url", "media_database_url"}

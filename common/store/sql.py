@@ -1,6 +1,6 @@
 """The SQL that ``PgStore`` runs, in one place (PostgreSQL and CockroachDB alike).
 
-Bulk parameters are array literals (``waha_sync.common.bulk``) cast with
+Bulk parameters are array literals (``waha_sync.common.db.bulk``) cast with
 ``CAST(:p AS TYPE[])`` and spread with ``unnest``; pg8000 sends parameters
 untyped, so the server parses each literal once, in C.
 """
@@ -116,7 +116,7 @@ INSERT INTO waha_sync_commits (instance, id, epoch, holder, files_changed, files
 VALUES (:n, :cid, :e, :h, :fc, :fd, :b)
 """
 
-# Pieces of large files (waha_sync.common.pieces). A version's pieces are written
+# Pieces of large files (waha_sync.common.sync.pieces). A version's pieces are written
 # before its commit, under the commit number it will get (last_commit + 1), each
 # statement fenced like a commit: FOR SHARE holds off a claim until it is done, and
 # once a claim is through, the epoch no longer matches and nothing is written.
@@ -186,7 +186,7 @@ SELECT path, sum(CASE WHEN live THEN n ELSE 0 END), sum(n) FROM (
 GROUP BY path
 """
 
-# Garbage collection (waha_sync.common.gc). The horizon commit is the last one
+# Garbage collection (waha_sync.common.sync.gc). The horizon commit is the last one
 # made at or before now() - retention; every state from it on stays restorable.
 GC_HORIZON = """
 SELECT max(id) FROM waha_sync_commits

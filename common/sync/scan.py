@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase, translate
 from pathlib import Path
 
-from waha_sync.common.config import ALWAYS_EXCLUDED
+from waha_sync.common.config.settings import ALWAYS_EXCLUDED
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 

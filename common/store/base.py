@@ -2,7 +2,7 @@
 
 ``Store`` is deliberately small: claim an instance, read what is stored,
 add content, commit a batch. The PostgreSQL/CockroachDB implementation is
-``waha_sync.common.pgstore.PgStore``.
+``waha_sync.common.store.postgres.PgStore``.
 
 Error contract, for every method:
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from waha_sync.common.content import EncodedBlob
+from waha_sync.common.sync.content import EncodedBlob
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from waha_sync.common.config import Settings
+from waha_sync.common.config.settings import Settings
 from waha_sync.common.errors import (
     ConfigError,
     DatabaseUnavailable,
@@ -41,9 +41,9 @@ from waha_sync.common.errors import (
     UnsafePathError,
     WahaSyncError,
 )
-from waha_sync.common.push import PushOutcome, push
-from waha_sync.common.scan import fmt_bytes
-from waha_sync.common.store import Store
+from waha_sync.common.store.base import Store
+from waha_sync.common.sync.push import PushOutcome, push
+from waha_sync.common.sync.scan import fmt_bytes
 from waha_sync.init.safepath import TargetDir, check_rel
 
 log = logging.getLogger("waha_sync.sync")
@@ -193,7 +193,7 @@ def _mongo_failure(url: str, exc: Exception) -> WahaSyncError:
     """A pymongo error as one line, without the URL's password."""
     from pymongo.errors import OperationFailure
 
-    from waha_sync.common.pgurl import redact_url
+    from waha_sync.common.db.url import redact_url
 
     shown = redact_url(url) if "://" in url else "***"
     if isinstance(exc, OperationFailure) and exc.code in (18, 13):

@@ -1,6 +1,6 @@
 """The sidecar's HTTP settings: port, address, API key, dashboard password, health threshold.
 
-A mixin of ``waha_sync.common.config.Settings`` (which adds the ``WAHA_SYNC_``
+A mixin of ``waha_sync.common.config.settings.Settings`` (which adds the ``WAHA_SYNC_``
 prefix): each field also reads WAHA's own variable where WAHA has one
 (``WAHA_API_KEY``, ``WHATSAPP_API_KEY``, ``WAHA_DASHBOARD_USERNAME``/``PASSWORD``),
 so one Secret can serve both containers.

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from waha_sync.common.config import Settings
+from waha_sync.common.config.settings import Settings
 from waha_sync.common.errors import FencedError, RefusedError
-from waha_sync.common.marker import Marker, read_marker, write_marker
-from waha_sync.common.pieces import PiecedFiles
-from waha_sync.common.scan import Excluder, ScanResult, scan
-from waha_sync.common.ship import ShipReport, ship
-from waha_sync.common.store import Instance, Store, StoredEntry
+from waha_sync.common.store.base import Instance, Store, StoredEntry
+from waha_sync.common.sync.marker import Marker, read_marker, write_marker
+from waha_sync.common.sync.pieces import PiecedFiles
+from waha_sync.common.sync.scan import Excluder, ScanResult, scan
+from waha_sync.common.sync.ship import ShipReport, ship
 from waha_sync.common.words import plural
 
 log = logging.getLogger("waha_sync.sync")

@@ -2,7 +2,7 @@
 
 SQLite databases (recognised by their header, whatever their name, ``is_sqlite``)
 and large files are not read here: they are stored as pieces
-(``waha_sync.common.pieces``).
+(``waha_sync.common.sync.pieces``).
 
 - ``*.json`` must parse: WAHA's NOWEB engine writes its key files with plain,
   non-atomic ``writeFile``, so a half-written file is normal; it is read
@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from waha_sync.common.scan import Candidate, Skipped
+from waha_sync.common.sync.scan import Candidate, Skipped
 
 SQLITE_MIME = "application/vnd.sqlite3"
 QUIET_NS = 200_000_000  # a file must be this long unmodified before it is read

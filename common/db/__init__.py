@@ -1,0 +1,1 @@
+"""PostgreSQL and CockroachDB access: URLs, connections, retried transactions, the schema."""

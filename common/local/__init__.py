@@ -1,0 +1,1 @@
+"""The embedded PostgreSQL for laptops and tests."""

@@ -1,0 +1,1 @@
+"""The storage interface the engine speaks, and its PostgreSQL implementation."""

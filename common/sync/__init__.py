@@ -1,0 +1,1 @@
+"""The sync engine: scan a tree, read and piece files, ship commits, collect garbage."""
