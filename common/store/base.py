@@ -2,7 +2,9 @@
 
 ``Store`` is deliberately small: claim an instance, read what is stored,
 add content, commit a batch. The PostgreSQL/CockroachDB implementation is
-``waha_sync.common.store.postgres.PgStore``.
+``waha_sync.common.store.postgres.PgStore``; ``waha_sync.common.store.memory.MemoryStore``
+holds the same semantics in memory, for fast engine tests (``tests/test_store_contract.py``
+runs one suite against both).
 
 Error contract, for every method:
 
