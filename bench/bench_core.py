@@ -39,11 +39,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from table import Row, Section, report, verdict
-from trees import check_restore, make_tree, mib, rewrite_identical, run, write_copy_file
-
+from bench.table import Row, Section, report, verdict
+from bench.trees import check_restore, make_tree, mib, rewrite_identical, run, write_copy_file
 from waha_sync.cli.main import main as waha_sync
 from waha_sync.common.local.postgres import LocalPostgres
 

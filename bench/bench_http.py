@@ -34,18 +34,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from procstat import cpu_seconds
-from table import Row, Section, p99, report, verdict
-from trees import scratch_server
-
-from dbtarget import DbTarget
-from podsim import BaileysWriter, SidecarProc, free_port
+from bench.procstat import cpu_seconds
+from bench.table import Row, Section, p99, report, verdict
+from bench.trees import scratch_server
+from tests.support.dbtarget import DbTarget
+from tests.support.podsim import BaileysWriter, SidecarProc, free_port
+from tests.support.wahatree import SqliteWriter, make_noweb_session, make_sqlite
 from waha_sync.common.db.connect import open_connection
 from waha_sync.common.db.url import parse_url
 from waha_sync.common.local.postgres import LocalPostgres
-from wahatree import SqliteWriter, make_noweb_session, make_sqlite
 
 WRK = shutil.which("wrk") or "wrk"
 KEY = "bench-key"

@@ -18,12 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-from bench_sidecar import MB, NOTES, bare_python, cli, commits, run, spawn, stop
-from procstat import status
-from table import Row, Section, report, verdict
-from trees import noweb_tree, scratch_server
-
-from dbtarget import DbTarget
+from bench.bench_sidecar import MB, NOTES, bare_python, cli, commits, run, spawn, stop
+from bench.procstat import status
+from bench.table import Row, Section, report, verdict
+from bench.trees import noweb_tree, scratch_server
+from tests.support.dbtarget import DbTarget
 from waha_sync.common.local.postgres import LocalPostgres
 
 

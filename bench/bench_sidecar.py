@@ -39,14 +39,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from procstat import cpu_seconds, status, switches
-from table import Row, Section, p99, report, verdict
-from trees import noweb_tree, rewrite_identical, scratch_server
-
-from dbtarget import DbTarget
-from podsim import SidecarProc
+from bench.procstat import cpu_seconds, status, switches
+from bench.table import Row, Section, p99, report, verdict
+from bench.trees import noweb_tree, rewrite_identical, scratch_server
+from tests.support.dbtarget import DbTarget
+from tests.support.podsim import SidecarProc
 from waha_sync.common.db.connect import open_connection
 from waha_sync.common.db.url import parse_url
 from waha_sync.common.local.postgres import LocalPostgres

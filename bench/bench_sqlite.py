@@ -60,16 +60,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from bench_sidecar import DEBOUNCE, MB, cli, pending, settle, spawn
-from procstat import TreeSampler, cpu_seconds, status
-from table import Row, Section, report, verdict
-from trees import scratch_server
-
-from dbtarget import DbTarget
-from podsim import SidecarProc
-from realclient.gows import GowsChurn, make_gows_db
+from bench.bench_sidecar import DEBOUNCE, MB, cli, pending, settle, spawn
+from bench.procstat import TreeSampler, cpu_seconds, status
+from bench.table import Row, Section, report, verdict
+from bench.trees import scratch_server
+from tests.realclient.gows import GowsChurn, make_gows_db
+from tests.support.dbtarget import DbTarget
+from tests.support.podsim import SidecarProc
 from waha_sync.common.local.postgres import LocalPostgres
 
 MIB = 1024 * 1024

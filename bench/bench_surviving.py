@@ -31,11 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from table import Row, Section, report, verdict
-from trees import check_restore, make_tree, mib, scratch_server
-
+from bench.table import Row, Section, report, verdict
+from bench.trees import check_restore, make_tree, mib, scratch_server
 from waha_sync.common.local.postgres import LocalPostgres
 
 ENV_URLS = ("WAHA_SYNC_DATABASE_URL", "WHATSAPP_SESSIONS_POSTGRESQL_URL", "DATABASE_URL")

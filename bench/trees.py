@@ -13,15 +13,12 @@ import contextlib
 import random
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
+from tests.support.wahatree import make_noweb_session, make_sqlite, tree_digest
 from waha_sync.common.local.postgres import LocalPostgres
-from wahatree import make_noweb_session, make_sqlite, tree_digest
 
 MIB = 1024 * 1024
 PIECE = 512 * 1024

@@ -10,20 +10,21 @@ statements), which is how CockroachDB's retry contract is exercised here.
 from __future__ import annotations
 
 import os
-import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import pg8000.native
 import pytest
 
-from dbtarget import DbTarget
-from tls_servers import certs, plain_pg, server_bin, sslonly_pg, tls_pg  # noqa: F401 - fixtures
+from tests.support.dbtarget import CHAOS_RATE, DbTarget, Server
+from tests.support.tls_servers import (  # noqa: F401 - fixtures
+    certs,
+    plain_pg,
+    server_bin,
+    sslonly_pg,
+    tls_pg,
+)
 from waha_sync.common.local.postgres import LocalPostgres
-
-CHAOS_RATE = 0.10
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -32,39 +33,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="run tests/chaos at full size (hundreds of kills, minute-long outages)",
     )
-
-
-def _with_db(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{database}"))
-
-
-class Server:
-    """Admin access to the test server: create databases, run SQL."""
-
-    def __init__(self, url: str, local: LocalPostgres | None) -> None:
-        self.url = url
-        self.local = local
-
-    def admin(self, database: str | None = None) -> pg8000.native.Connection:
-        from waha_sync.common.db.connect import open_connection
-        from waha_sync.common.db.url import parse_url
-
-        url = _with_db(self.url, database) if database else self.url
-        return open_connection(parse_url(url))
-
-    def create_database(self, serializable: bool) -> str:
-        name = f"t_{secrets.token_hex(6)}"
-        conn = self.admin()
-        try:
-            conn.run(f"CREATE DATABASE {name}")
-            if serializable:
-                conn.run(
-                    f"ALTER DATABASE {name} SET default_transaction_isolation TO 'serializable'"
-                )
-        finally:
-            conn.close()
-        return _with_db(self.url, name)
 
 
 @pytest.fixture(scope="session")
@@ -110,6 +78,6 @@ def stoppable_db(tmp_path: Path) -> Iterator[tuple[LocalPostgres, DbTarget]]:
 def _no_leftover_sidecars() -> Iterator[None]:
     """A test that fails half-way must not leave its sidecar running into the next one."""
     yield
-    from podsim import SidecarProc
+    from tests.support.podsim import SidecarProc
 
     SidecarProc.kill_leftovers()

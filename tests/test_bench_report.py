@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
+from bench import report
+from bench.table import COLUMNS
 
-import report  # noqa: E402 - bench/ is not a package
-from table import COLUMNS  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 TITLES = {
     "core": "Push and restore, 301 files",
@@ -107,8 +106,9 @@ def _standalone_copy(tmp: Path) -> tuple[Path, dict[str, str]]:
     repo = tmp / "repo"
     shutil.copytree(REPO / "bench", repo / "bench", ignore=shutil.ignore_patterns("__pycache__"))
     (repo / "tests").mkdir()
-    for name in ("conftest.py", "dbtarget.py", "podsim.py", "wahatree.py", "tls_servers.py"):
-        shutil.copy(REPO / "tests" / name, repo / "tests" / name)
+    shutil.copy(REPO / "tests" / "__init__.py", repo / "tests" / "__init__.py")
+    keep = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(REPO / "tests" / "support", repo / "tests" / "support", ignore=keep)
     (repo / "tests" / "realclient").mkdir()  # the SQLite section's generators (no pytest)
     for py in (REPO / "tests" / "realclient").glob("*.py"):
         shutil.copy(py, repo / "tests" / "realclient" / py.name)

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
+from bench import bench_sqlite
+from bench.procstat import TreeSampler
 
-import bench_sqlite  # noqa: E402 - bench/ is not a package
-from procstat import TreeSampler  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 MIB = 1024 * 1024
 

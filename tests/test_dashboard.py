@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 from playwright.sync_api import ConsoleMessage, Page, Request, sync_playwright
 
-from conftest import DbTarget
-from podsim import SidecarProc
+from tests.support.dbtarget import DbTarget
+from tests.support.podsim import SidecarProc
 
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pg8000.exceptions
 import pytest
 
-from conftest import DbTarget
+from tests.support.dbtarget import DbTarget
 from waha_sync.common.db.database import Database, RetryPolicy, Tx, server_kind, sqlstate
 from waha_sync.common.db.schema import LATEST, migrate, schema_version
 from waha_sync.common.db.url import parse_url

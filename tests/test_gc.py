@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DbTarget
+from tests.support.dbtarget import DbTarget, backdate
+from tests.support.podsim import SidecarProc, wait_until
+from tests.support.wahatree import tree_digest
 from waha_sync.common.db.database import Database, RetryPolicy
 from waha_sync.common.db.schema import LATEST, migrate, schema_version
 from waha_sync.common.db.url import parse_url
@@ -22,7 +24,6 @@ from waha_sync.common.store.base import GcBatch, StoredEntry
 from waha_sync.common.store.postgres import PgStore
 from waha_sync.common.sync.content import encode
 from waha_sync.common.sync.gc import collect
-from wahatree import tree_digest
 
 WEEK = timedelta(hours=168)
 
@@ -49,13 +50,6 @@ def put(root: Path, rel: str, version: int) -> None:
     path.write_bytes(content(rel, version))
     past = time.time_ns() - 60_000_000_000 + version  # quiet already: pushed without waiting
     os.utime(path, ns=(past, past))
-
-
-def backdate(db: DbTarget, cid: int, age_hours: float) -> int:
-    """Date commit ``cid`` ``age_hours`` back, as if it had been made then."""
-    sql = "UPDATE waha_sync_commits SET created_at = now() - CAST(:a AS INTERVAL) WHERE id = :c"
-    db.sql(sql, a=f"{age_hours} hours", c=cid)
-    return cid
 
 
 def push(db: DbTarget, root: Path, age_hours: float) -> int:
@@ -297,3 +291,30 @@ def test_gc_command(db: DbTarget, tmp_path: Path, capsys: pytest.CaptureFixture[
     out = tmp_path / "out"
     assert db.cli("restore", "--sessions-dir", str(out)) == 0
     assert shas(tree_digest(out)) == {"creds.json": sha("creds.json", 3)}
+
+
+def test_sidecar_collects_old_history_in_the_background(plain_db: DbTarget, tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "creds.json").write_text('{"v": 1}')
+    assert plain_db.cli("push", "--sessions-dir", str(vol)) == 0
+    (vol / "creds.json").write_text('{"v": 2, "newer": true}')
+    assert plain_db.cli("push", "--sessions-dir", str(vol)) == 0
+    old = "now() - interval '3 days'"
+    plain_db.sql(f"UPDATE waha_sync_commits SET created_at = {old}")
+    plain_db.sql(f"UPDATE waha_sync_blobs SET used_at = {old}")
+    assert plain_db.sql("SELECT count(*) FROM waha_sync_versions")[0][0] == 2
+    side = SidecarProc(
+        plain_db,
+        vol,
+        tmp_path / "side.log",
+        WAHA_SYNC_GC_INTERVAL_SECONDS="1",
+        WAHA_SYNC_RETENTION_HOURS="24",
+    ).start()
+    side.ready()
+    wait_until(lambda: plain_db.sql("SELECT count(*) FROM waha_sync_versions")[0][0] == 1)
+    wait_until(lambda: plain_db.sql("SELECT count(*) FROM waha_sync_blobs")[0][0] == 1)
+    side.stop_ok()
+    assert "gc done: instance default: deleted 1 old version," in side.log()
+    got = plain_db.sql("SELECT size_bytes FROM waha_sync_entries WHERE path = 'creds.json'")
+    assert got == [[len('{"v": 2, "newer": true}')]]  # the live tree is untouched

@@ -27,7 +27,7 @@ import bson
 import pytest
 from bson import ObjectId
 
-from conftest import DbTarget
+from tests.support.dbtarget import DbTarget
 
 SECRET = "m0ngo-Pa55word"
 CHUNK = 255 * 1024  # GridFS's default chunk size
@@ -261,7 +261,7 @@ def test_live_refused_connection_exits_1(plain_db: DbTarget) -> None:
 def fake_mongo(tmp_path: Path) -> Iterator[int]:
     port_file = tmp_path / "mongo.port"
     server = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("fake_mongo.py")), str(port_file)]
+        [sys.executable, str(Path(__file__).parent / "support" / "fake_mongo.py"), str(port_file)]
     )
     try:
         deadline = time.monotonic() + 20

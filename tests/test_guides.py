@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_compose import compose_bin
 
-from conftest import DbTarget
-from wahatree import make_noweb_session, make_sqlite
+from tests.support.composefiles import compose_bin
+from tests.support.dbtarget import DbTarget
+from tests.support.wahatree import make_noweb_session, make_sqlite
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDES = (

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import DbTarget
-from podsim import SidecarProc, free_port
+from tests.support.dbtarget import DbTarget
+from tests.support.podsim import SidecarProc, free_port
 from waha_sync.common.local.postgres import LocalPostgres
 
 KEY = "k3y-for-the-sidecar-0123"

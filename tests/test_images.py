@@ -20,8 +20,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from conftest import DbTarget
-from imagefiles import (
+from tests.support.dbtarget import DbTarget
+from tests.support.imagefiles import (
     INIT,
     LOCK,
     REPO,
@@ -35,7 +35,7 @@ from imagefiles import (
     parse,
     shared_block,
 )
-from podsim import FAST, free_port, http_get
+from tests.support.podsim import FAST, free_port, http_get
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 

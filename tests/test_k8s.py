@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from k8sfiles import (
+from tests.support.k8sfiles import (
     BASE,
     CRDB,
     K8S,

@@ -19,10 +19,9 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from test_gc import backdate
 
-from conftest import DbTarget
-from podsim import SidecarProc
+from tests.support.dbtarget import DbTarget, backdate
+from tests.support.podsim import SidecarProc
 
 MIB = 1024 * 1024
 

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DbTarget
-from imagefiles import INIT, SIDECAR, entrypoint, image_venv_once
-from podsim import FAST, assert_same_tree, free_port, http_get
-from wahatree import make_noweb_session
+from tests.support.dbtarget import DbTarget
+from tests.support.imagefiles import INIT, SIDECAR, entrypoint, image_venv_once
+from tests.support.podsim import FAST, assert_same_tree, free_port, http_get
+from tests.support.wahatree import make_noweb_session
 
-FAKE_WAHA = Path(__file__).with_name("fake_waha.py")
+FAKE_WAHA = Path(__file__).parent / "support" / "fake_waha.py"
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DbTarget
-from wahatree import make_noweb_session, tree_digest
+from tests.support.dbtarget import DbTarget
+from tests.support.wahatree import make_noweb_session, tree_digest
 
 
 @pytest.fixture

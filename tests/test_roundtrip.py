@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DbTarget
-from wahatree import (
+from tests.support.dbtarget import DbTarget
+from tests.support.wahatree import (
     SqliteWriter,
     make_edge_cases,
     make_noweb_session,

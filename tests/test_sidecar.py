@@ -12,10 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DbTarget
-from podsim import BaileysWriter, SidecarProc, assert_same_tree, child_pid, stored_tree
+from tests.support.dbtarget import DbTarget
+from tests.support.podsim import (
+    BaileysWriter,
+    SidecarProc,
+    assert_same_tree,
+    child_pid,
+    stored_tree,
+)
+from tests.support.wahatree import SqliteWriter, make_noweb_session, make_sqlite
 from waha_sync.common.local.postgres import LocalPostgres
-from wahatree import SqliteWriter, make_noweb_session, make_sqlite
 
 
 def _restored(db: DbTarget, root: Path) -> Path:
@@ -255,3 +261,19 @@ def test_restart_ships_what_changed_while_it_was_down(db: DbTarget, tmp_path: Pa
     assert "start comparison of 3 files: commit 2: 2 files (43 B), 1 deleted" in side.log()
     side.stop_ok()
     assert_same_tree(root, stored_tree(db, tmp_path / "check"))
+
+
+def test_force_takes_the_instance_and_leaves_a_marker(plain_db: DbTarget, tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "creds.json").write_text('{"from": "an old volume"}')
+    side = SidecarProc(plain_db, vol, tmp_path / "a.log").start("--force").ready()
+    side.stop_ok()
+    marker = json.loads((vol / ".waha-sync" / "restored.json").read_text())
+    assert (marker["source"], marker["epoch"]) == ("sidecar", 1)
+    again = SidecarProc(plain_db, vol, tmp_path / "b.log").start().ready()  # no --force now
+    (vol / "more.json").write_text("{}")
+    again.stop_ok()
+    rows = plain_db.sql("SELECT path FROM waha_sync_entries WHERE NOT deleted ORDER BY path")
+    assert rows == [["creds.json"], ["more.json"]]
+    assert plain_db.sql("SELECT epoch FROM waha_sync_instances") == [[1]]

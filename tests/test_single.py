@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import DbTarget
-from imagefiles import REPO, SINGLE, entrypoint, healthcheck, instructions, of_kind
-from podsim import FAST, assert_same_tree, free_port, stored_tree
-from wahatree import make_noweb_session
+from tests.support.dbtarget import DbTarget
+from tests.support.imagefiles import REPO, SINGLE, entrypoint, healthcheck, instructions, of_kind
+from tests.support.podsim import FAST, assert_same_tree, free_port, stored_tree
+from tests.support.wahatree import make_noweb_session
 
 START = REPO / "deploy" / "single" / "start.sh"
-FAKE_WAHA = Path(__file__).with_name("fake_waha.py")
+FAKE_WAHA = Path(__file__).parent / "support" / "fake_waha.py"
 DB_URL_NAMES = ("WAHA_SYNC_DATABASE_URL", "WHATSAPP_SESSIONS_POSTGRESQL_URL", "DATABASE_URL")
 
 

@@ -17,12 +17,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from chaos.committed import stored, write_json
-
-from conftest import DbTarget
-from podsim import SidecarProc
+from tests.chaos.committed import stored, write_json
+from tests.support.dbtarget import DbTarget
+from tests.support.podsim import SidecarProc
+from tests.support.wahatree import make_noweb_session, make_sqlite, tree_digest
 from waha_sync.common.local.postgres import LocalPostgres
-from wahatree import make_noweb_session, make_sqlite, tree_digest
 
 GOWS = "gows/s/gows.db"
 SIDE = ("-wal", "-shm", "-journal")

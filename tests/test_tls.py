@@ -14,7 +14,7 @@ from urllib.parse import quote
 import pg8000.native
 import pytest
 
-from tls_servers import PLAIN_PASSWORD, PLAIN_USER
+from tests.support.tls_servers import PLAIN_PASSWORD, PLAIN_USER
 from waha_sync.common.db.connect import connection_uses_tls, open_connection
 from waha_sync.common.db.url import parse_url
 from waha_sync.common.errors import DatabaseUnavailable

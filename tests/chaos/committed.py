@@ -20,11 +20,11 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import DbTarget
-from podsim import BaileysWriter, assert_same_tree, stored_tree
+from tests.support.dbtarget import DbTarget
+from tests.support.podsim import BaileysWriter, assert_same_tree, stored_tree
+from tests.support.wahatree import SqliteWriter, make_noweb_session, make_sqlite, tree_digest
 from waha_sync.common.sync.content import sha256_hex
 from waha_sync.common.sync.pieces import file_list_digest
-from wahatree import SqliteWriter, make_noweb_session, make_sqlite, tree_digest
 
 INSTANCE = "default"
 

@@ -15,8 +15,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from chaos.conftest import draw_seed
-from conftest import DbTarget
+from tests.chaos.conftest import draw_seed
+from tests.support.dbtarget import DbTarget
 
 # Root reads everything; without these capabilities it obeys file modes like anyone else,
 # so "unreadable" files really are unreadable to the waha-sync process under test.

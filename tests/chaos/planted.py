@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import DbTarget
+from tests.support.dbtarget import DbTarget
 
 COLUMNS = "path, sha256, size_bytes, mode, mtime_ns, mime"
 

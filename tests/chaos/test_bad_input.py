@@ -31,11 +31,20 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from chaos.conftest import Chaos
-from chaos.hostile import NO_DAC, digest, seeded, stored, unclear, waha_sync
-from chaos.planted import KINDS, Expect, corrupt, hostile_path, item, plant, said, spoil_stored
-from conftest import DbTarget
-from podsim import SidecarProc
+from tests.chaos.conftest import Chaos
+from tests.chaos.hostile import NO_DAC, digest, seeded, stored, unclear, waha_sync
+from tests.chaos.planted import (
+    KINDS,
+    Expect,
+    corrupt,
+    hostile_path,
+    item,
+    plant,
+    said,
+    spoil_stored,
+)
+from tests.support.dbtarget import DbTarget
+from tests.support.podsim import SidecarProc
 from waha_sync.init.safepath import TMP_MARK
 
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from chaos.conftest import Chaos
-from chaos.hostile import digest, remount, seeded, tmpfs, unclear, waha_sync
-from conftest import DbTarget
+from tests.chaos.conftest import Chaos
+from tests.chaos.hostile import digest, remount, seeded, tmpfs, unclear, waha_sync
+from tests.support.dbtarget import DbTarget
 from waha_sync.init import safepath
 
 NAMED = re.compile(r"error: (.+): no space left on the target volume")

@@ -26,10 +26,10 @@ import threading
 import time
 from pathlib import Path
 
-from chaos.conftest import Chaos
-from chaos.hostile import digest, seeded, stored
-from conftest import DbTarget
-from podsim import SidecarProc
+from tests.chaos.conftest import Chaos
+from tests.chaos.hostile import digest, seeded, stored
+from tests.support.dbtarget import DbTarget
+from tests.support.podsim import SidecarProc
 
 
 class MarkedWriter(threading.Thread):

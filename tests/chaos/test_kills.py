@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from chaos.committed import RecordingWriter, check_committed, restored, stored_digests
-from chaos.conftest import Chaos
-from conftest import DbTarget
-from podsim import SidecarProc, assert_same_tree, stored_tree
+from tests.chaos.committed import RecordingWriter, check_committed, restored, stored_digests
+from tests.chaos.conftest import Chaos
+from tests.support.dbtarget import DbTarget
+from tests.support.podsim import SidecarProc, assert_same_tree, stored_tree
+from tests.support.wahatree import SqliteWriter, make_noweb_session, make_sqlite, tree_digest
 from waha_sync.init.safepath import TMP_MARK
-from wahatree import SqliteWriter, make_noweb_session, make_sqlite, tree_digest
 
 
 @pytest.fixture

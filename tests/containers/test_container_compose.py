@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from containers.conftest import COMPOSE, FIGURES, OVERRIDE, Stack, compose_bin, tree
-from realclient import baileys
+from tests.containers.conftest import COMPOSE, FIGURES, OVERRIDE, Stack, tree
+from tests.realclient import baileys
+from tests.support.composefiles import compose_bin
 
 
 def wait_exit(stack: Stack, service: str, seconds: float = 180) -> dict[str, Any]:

@@ -12,10 +12,10 @@ import json
 import subprocess
 import time
 
-from conftest import DbTarget
-from containers.conftest import VERSION
-from containers.engine import Engine
-from podsim import free_port
+from tests.containers.conftest import VERSION
+from tests.containers.engine import Engine
+from tests.support.dbtarget import DbTarget
+from tests.support.podsim import free_port
 
 
 def run(

@@ -11,10 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import DbTarget
-from containers.conftest import FIGURES, tree
-from containers.engine import Engine
-from podsim import free_port, http_get
+from tests.containers.conftest import FIGURES, tree
+from tests.containers.engine import Engine
+from tests.support.dbtarget import DbTarget
+from tests.support.podsim import free_port, http_get
 
 STOP_TIMEOUT = 40  # above WAHA's 15 s and the sidecar's 20 s budgets together, as documented
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CHAOS_RATE, DbTarget, Server
-from realclient import baileys
-from realclient.gows import whatsmeow_schema
+from tests.realclient import baileys
+from tests.realclient.gows import whatsmeow_schema
+from tests.support.dbtarget import CHAOS_RATE, DbTarget, Server
 
 FIGURES: list[str] = []
 

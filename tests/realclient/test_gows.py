@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Server
-from podsim import SidecarProc
-from realclient.conftest import FIGURES, assert_restored_equal, db_in, restore_timed
-from realclient.gows import WHATSMEOW_TABLES, GowsChurn, check_database, make_gows_db
+from tests.realclient.conftest import FIGURES, assert_restored_equal, db_in, restore_timed
+from tests.realclient.gows import WHATSMEOW_TABLES, GowsChurn, check_database, make_gows_db
+from tests.support.dbtarget import Server
+from tests.support.podsim import SidecarProc
 
 
 @pytest.mark.parametrize("mode", ["postgresql", "crdb-like"])

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DbTarget, Server
-from podsim import SidecarProc
-from realclient import baileys
-from realclient.conftest import FIGURES, assert_restored_equal, db_in, restore_timed
+from tests.realclient import baileys
+from tests.realclient.conftest import FIGURES, assert_restored_equal, db_in, restore_timed
+from tests.support.dbtarget import DbTarget, Server
+from tests.support.podsim import SidecarProc
 from waha_sync.common.config.settings import DEFAULT_EXCLUDES
 from waha_sync.common.sync.scan import Excluder
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Server
-from podsim import SidecarProc
-from realclient import baileys
-from realclient.conftest import FIGURES, assert_restored_equal, db_in, restore_timed
-from realclient.gows import GowsChurn, check_database, make_gows_db
-from realclient.waha import CONFIG_NAME, WahaDbWriter, WahaLayout
+from tests.realclient import baileys
+from tests.realclient.conftest import FIGURES, assert_restored_equal, db_in, restore_timed
+from tests.realclient.gows import GowsChurn, check_database, make_gows_db
+from tests.realclient.waha import CONFIG_NAME, WahaDbWriter, WahaLayout
+from tests.support.dbtarget import Server
+from tests.support.podsim import SidecarProc
 
 
 @pytest.mark.parametrize(("namespace", "mode"), [("default", "postgresql"), ("all", "crdb-like")])

@@ -15,7 +15,7 @@ import yaml
 
 from waha_sync.common.config.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 BASE, NO_NATIVE, CRDB = "deploy/k8s", "overlays/no-native-sidecar", "overlays/cockroachdb-example"
 MEDIA = "overlays/media"

@@ -1,4 +1,5 @@
-"""The syncer driven step by step in this process: real inotify, real database."""
+"""``TreeSync`` (sidecar/tree_sync.py) driven step by step in this process: real inotify, real
+database."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from conftest import DbTarget
+from tests.support.dbtarget import DbTarget
 from waha_sync.common.config.settings import Settings
 from waha_sync.common.db.url import parse_url
 from waha_sync.common.store.postgres import open_pg_store

@@ -19,18 +19,28 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from dbtarget import DbTarget
-from wahatree import tree_digest
+from tests.support.dbtarget import DbTarget
+from tests.support.wahatree import tree_digest
 
 FAST = {
     "WAHA_SYNC_DEBOUNCE_SECONDS": "0.3",
     "WAHA_SYNC_MAX_DELAY_SECONDS": "2",
     "WAHA_SYNC_LOG_LEVEL": "INFO",
 }
+
+
+def wait_until(check: Callable[[], object], timeout: float = 30) -> None:
+    """Poll ``check`` every 0.1 s until it returns something true; AssertionError after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.1)
 
 
 def free_port() -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 INIT = REPO / "Dockerfile.init"
 SIDECAR = REPO / "Dockerfile.sidecar"
 SINGLE = REPO / "deploy" / "single" / "Dockerfile"
