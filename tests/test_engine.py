@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.wahatree import make_noweb_session, make_sqlite, tree_digest
 from waha_sync.common.config.settings import Settings
 from waha_sync.common.errors import FencedError, RefusedError
 from waha_sync.common.store.base import StoredEntry
@@ -25,7 +26,6 @@ from waha_sync.common.sync.scan import Excluder, scan
 from waha_sync.common.sync.ship import ship
 from waha_sync.init.restore import restore
 from waha_sync.sidecar.tree_sync import TreeSync
-from wahatree import make_noweb_session, make_sqlite, tree_digest
 
 SQLITE = "default/waha.sqlite3"
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.support.dbtarget import CHAOS_RATE
 from waha_sync.common.db.database import Database, RetryPolicy, Tx
 from waha_sync.common.db.url import parse_url
 from waha_sync.common.errors import FencedError, IntegrityError
@@ -27,7 +28,6 @@ from waha_sync.common.store.memory import MemoryStore
 from waha_sync.common.store.postgres import PgStore
 from waha_sync.common.sync.content import CHUNK_BYTES, decode, encode
 
-CHAOS_RATE = 0.10  # as the `db` fixture's crdb-like mode
 PAGE = 1000  # PgStore's and MemoryStore's page of live_entries and tree
 WEEK = timedelta(hours=168)
 HOUR = timedelta(hours=1)
