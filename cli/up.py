@@ -142,5 +142,5 @@ COMMAND = Command(
     add_flags=add_flags,
     options=options,
     run=run,
-    media=True,  # up checks its own folder (it picks it first)
+    media=True,  # folder stays None: up picks its folder first, then checks it (see run)
 )
