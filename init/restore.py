@@ -36,9 +36,9 @@ from pathlib import Path
 from waha_sync.common.config.settings import Settings
 from waha_sync.common.errors import ConfigError, DatabaseUnavailable, write_failure
 from waha_sync.common.store.base import Instance, Store, StoredEntry
+from waha_sync.common.sync.claims import holder_name
 from waha_sync.common.sync.marker import MARKER_DIR, Marker, marker_path, read_marker, write_marker
-from waha_sync.common.sync.push import deletions, holder_name
-from waha_sync.common.sync.scan import Excluder, ScanResult, scan
+from waha_sync.common.sync.scan import Excluder, ScanResult, deletions, scan
 from waha_sync.common.words import plural
 from waha_sync.init.displace import Displacer, Survey, prune, stamp_now, write_summary
 from waha_sync.init.safepath import TMP_MARK, TargetDir, check_rel

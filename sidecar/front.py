@@ -14,7 +14,7 @@ import time
 
 from waha_sync.cli import __version__
 from waha_sync.common.config.settings import Settings
-from waha_sync.common.db.database import Database
+from waha_sync.common.store.postgres import PgStore
 from waha_sync.sidecar.auth import Guard
 from waha_sync.sidecar.metrics import Metrics
 from waha_sync.sidecar.monitor import Monitor
@@ -27,13 +27,15 @@ STALL_SECONDS = 180.0
 
 
 class Front:
-    def __init__(self, settings: Settings, syncs: list[TreeSync], dbs: dict[str, Database]) -> None:
+    def __init__(
+        self, settings: Settings, syncs: list[TreeSync], probes: dict[str, PgStore]
+    ) -> None:
         self.sock = bind(settings.host, settings.port)  # first: a taken port fails fast
         self.syncs = syncs
         self.guard = Guard(settings)
         self.monitor = Monitor(
             syncs,
-            dbs,
+            probes,
             settings.unhealthy_after_seconds,
             by_session={s.label: s.label != "media" for s in syncs},
         )

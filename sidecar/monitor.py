@@ -17,8 +17,8 @@ from collections import deque
 from dataclasses import asdict
 from typing import Any
 
-from waha_sync.common.db.database import Database
 from waha_sync.common.errors import WahaSyncError
+from waha_sync.common.store.factory import PROBE_S
 from waha_sync.common.store.postgres import PgStore
 from waha_sync.common.sync.marker import read_marker
 from waha_sync.init.displace import read_summary
@@ -38,7 +38,6 @@ from waha_sync.sidecar.view import (
 
 log = logging.getLogger("waha_sync.http")
 CHECK_SECONDS = 2.0
-PROBE_TIMEOUT = 5.0
 USAGE_SECONDS = 300.0  # how often the database is asked what each session costs
 HISTORY_STEP = 60.0  # seconds between the chart's samples
 HISTORY_SAMPLES = 360  # kept per tree: the last 6 hours, about 15 KB of memory
@@ -48,14 +47,14 @@ class Monitor:
     def __init__(
         self,
         syncs: list[TreeSync],
-        dbs: dict[str, Database],
+        probes: dict[str, PgStore],
         unhealthy_after: float,
         *,
         by_session: dict[str, bool],
     ) -> None:
         self.syncs = syncs
-        self.dbs = dbs
-        self.stores = {label: PgStore(db) for label, db in self.dbs.items()}
+        self.stores = probes  # by tree label: ``open_probe``'s, a session apart from the syncer's
+        self.dbs = {label: store.db for label, store in probes.items()}
         self.unhealthy_after = unhealthy_after
         self.by_session = by_session
         self.view = View(started_at=time.time())
@@ -78,7 +77,7 @@ class Monitor:
     def close(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(PROBE_TIMEOUT * 2)
+            self._thread.join(PROBE_S * 2)
         for db in self.dbs.values():
             db.close()
 

@@ -21,9 +21,9 @@ from datetime import timedelta
 from types import FrameType
 
 from waha_sync.common.config.settings import Settings
-from waha_sync.common.db.database import Database
 from waha_sync.common.errors import FencedError, WahaSyncError
 from waha_sync.common.store.base import Store
+from waha_sync.common.store.postgres import PgStore
 from waha_sync.common.sync.trees import Tree, require_dirs, trees
 from waha_sync.common.words import plural
 from waha_sync.sidecar.front import Front
@@ -38,7 +38,7 @@ class Sidecar:
         self,
         settings: Settings,
         open_store: Callable[[Tree], Store],
-        open_probe: Callable[[Tree], Database],
+        open_probe: Callable[[Tree], PgStore],
         *,
         force: bool,
     ) -> None:

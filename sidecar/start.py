@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from waha_sync.common.store.base import Instance, Store, StoredEntry
+from waha_sync.common.sync.claims import authorise
 from waha_sync.common.sync.marker import Marker, write_marker
-from waha_sync.common.sync.push import authorise
 
 M_ARENA_MAX = -8  # glibc's mallopt() parameter number
 

@@ -20,9 +20,9 @@ from pathlib import Path
 from waha_sync.common.config.settings import Settings
 from waha_sync.common.errors import ConfigError, FencedError, RefusedError, WahaSyncError
 from waha_sync.common.store.base import Store, StoredEntry
+from waha_sync.common.sync.claims import holder_name
 from waha_sync.common.sync.pieces import PiecedFiles
-from waha_sync.common.sync.push import deletions, holder_name
-from waha_sync.common.sync.scan import Candidate, Excluder, fmt_bytes, is_gone, scan
+from waha_sync.common.sync.scan import Candidate, Excluder, deletions, fmt_bytes, is_gone, scan
 from waha_sync.common.sync.ship import ShipReport, ship
 from waha_sync.common.words import plural
 from waha_sync.sidecar.pending import Pending

@@ -48,6 +48,11 @@ def waha_sync(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
         (["--database-url", f"mysql://u:{SECRET}@h/db"], {}, "database_url:"),
         (["--database-url", f"postgres://u:{SECRET}@h:99999/db"], {}, "database_url:"),
         (["--database-url", f"postgres://u:{SECRET}@h/db?sslmode=verify"], {}, "sslmode"),
+        (
+            ["--media-storage", "postgresql", "--media-database-url", f"mysql://u:{SECRET}@h/m"],
+            {"WAHA_SYNC_DATABASE_URL": "postgresql://u@127.0.0.1:1/db"},
+            "media_database_url: must start with postgresql:// or postgres:// (got 'mysql://...')",
+        ),
         ([], {"WAHA_API_KEY": f"sha512:{SECRET}"}, "api_key: a sha512: key needs exactly 128"),
         (["--port", "70000"], {}, "port: Input should be less than or equal to 65535"),
         (
@@ -153,6 +158,40 @@ def test_password_is_redacted_in_repr_and_errors() -> None:
             argparse.Namespace(setting_database_url=f"x://u:{SECRET}@h", setting_workers=0)
         )
     assert SECRET not in err.value.render()
+
+
+def test_urls_are_parsed_once_when_settings_load(tmp_path: Path) -> None:
+    from waha_sync.common.sync.trees import trees
+
+    s = Settings(database_url=f"postgresql://u:{SECRET}@db.example.com:6543/app")
+    assert (s.database().host, s.database().port, s.database().database) == (
+        "db.example.com",
+        6543,
+        "app",
+    )
+    moved = s.model_copy(update={"instance": "other", "sessions_dir": tmp_path})
+    assert moved.database() is s.database()  # copies keep the parsed URL, no second parse
+    media = s.model_copy(update={"media_storage": "postgresql"})
+    assert [t.database for t in trees(media)] == [s.database(), s.database()]
+    own = Settings(
+        database_url="postgresql://u@main/db",
+        media_storage="postgresql",
+        media_database_url="postgresql://u@media/m",
+    )
+    assert [(t.label, t.database.host) for t in trees(own)] == [
+        ("sessions", "main"),
+        ("media", "media"),
+    ]
+    other = s.with_database("postgresql://v@elsewhere/x")
+    assert (other.database().host, s.database().host) == ("elsewhere", "db.example.com")
+    with pytest.raises(ConfigError) as err:
+        Settings(database_url=f"postgresql://u:{SECRET}@h:0/db")
+    assert err.value.message.startswith("database_url: port must be a number")
+    assert SECRET not in err.value.render()
+    # WAHA's media URL is not read (nor parsed) when media does not sync.
+    assert Settings(media_database_url="not a url").media_storage == "local"
+    with pytest.raises(ConfigError, match="database_url: not set"):
+        Settings().database()
 
 
 @pytest.mark.parametrize("command", ["push", "restore", "ls", "check"])

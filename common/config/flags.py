@@ -108,15 +108,13 @@ def load_settings(args: argparse.Namespace | None = None) -> Settings:
     return settings
 
 
-MEDIA_COMMANDS = frozenset({"restore", "sidecar", "up"})
-
-
-def start_warnings(args: argparse.Namespace, settings: Settings, command: str) -> list[str]:
+def start_warnings(args: argparse.Namespace, settings: Settings, *, media: bool) -> list[str]:
     """The warnings a command logs once at start (never a secret value): WAHA's names in use,
-    names that disagree, and, for commands that handle media, WAHA's media settings."""
+    names that disagree, and, for commands that handle media (``media``), WAHA's media
+    settings."""
     flags = frozenset(k.removeprefix("setting_") for k in vars(args) if k.startswith("setting_"))
     secrets_dir = getattr(args, "secrets_dir", None) or os.environ.get(SECRETS_DIR_ENV)
     lines = setting_name_warnings(os.environ, Path(secrets_dir) if secrets_dir else None, flags)
-    if command in MEDIA_COMMANDS:
+    if media:
         lines += media_warnings(settings)
     return lines

@@ -15,13 +15,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 if TYPE_CHECKING:
     from waha_sync.common.sync.scan import Limits
 
 from waha_sync.common.config.http import HTTP_HINTS, HttpSettings
+from waha_sync.common.db.url import ConnParams, parse_url
+from waha_sync.common.errors import ConfigError
+from waha_sync.common.logs import register_secret
 
 MIB = 1024 * 1024
 
@@ -231,6 +242,9 @@ class Settings(HttpSettings):
     restore_media: bool = Field(
         default=True, description="Whether restore also fills --media-dir (when media syncs)."
     )
+    # The URLs parsed once, when the settings load (see ``_parse_urls``).
+    _database: ConnParams | None = PrivateAttr(default=None)
+    _media_database: ConnParams | None = PrivateAttr(default=None)
 
     @field_validator("instance")
     @classmethod
@@ -264,17 +278,41 @@ class Settings(HttpSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    @model_validator(mode="after")
+    def _parse_urls(self) -> Settings:
+        """Parse the database URLs once, before any I/O: a bad one raises ``ConfigError``
+        (``database_url: problem``, never the password; it passes through pydantic as it is).
+        The media URL is parsed only when media syncs (otherwise nothing reads it)."""
+        self._database = _parsed(self.database_url, "database_url")
+        if self.media_storage == "postgresql":
+            self._media_database = _parsed(self.media_database_url, "media_database_url")
+        return self
+
+    def database(self) -> ConnParams:
+        """The parsed database URL, or a ConfigError naming the three ways to give it."""
+        if self._database is None:
+            raise _not_set()
+        return self._database
+
+    def media_database(self) -> ConnParams:
+        """The media tree's database: ``media_database_url`` when given, else the main one."""
+        return self._media_database or self.database()
+
+    def with_database(self, database: str | ConnParams) -> Settings:
+        """A copy that uses another database: a URL (parsed here; ``ConfigError`` if bad) or
+        parameters parsed already. The media database follows unless it was given apart."""
+        if isinstance(database, str):
+            copy = self.model_copy(update={"database_url": SecretStr(database)})
+            copy._database = _parsed(copy.database_url, "database_url")
+        else:
+            copy = self.model_copy()
+            copy._database = database
+        return copy
+
     def require_database_url(self) -> str:
         """The database URL, or a ConfigError naming the three ways to give it."""
-        from waha_sync.common.errors import ConfigError
-
         if self.database_url is None or not self.database_url.get_secret_value().strip():
-            raise ConfigError(
-                "database_url: not set",
-                "--database-url URL, or WAHA_SYNC_DATABASE_URL / WHATSAPP_SESSIONS_POSTGRESQL_URL"
-                " / DATABASE_URL in the environment, or a file of that name in"
-                " WAHA_SYNC_SECRETS_DIR",
-            )
+            raise _not_set()
         return self.database_url.get_secret_value().strip()
 
     def limits(self) -> Limits:
@@ -286,6 +324,26 @@ class Settings(HttpSettings):
     def excludes(self) -> tuple[str, ...]:
         """The effective exclude globs: the setting plus what is never stored."""
         return (*self.exclude, *ALWAYS_EXCLUDED)
+
+
+def _not_set() -> ConfigError:
+    return ConfigError(
+        "database_url: not set",
+        "--database-url URL, or WAHA_SYNC_DATABASE_URL / WHATSAPP_SESSIONS_POSTGRESQL_URL"
+        " / DATABASE_URL in the environment, or a file of that name in"
+        " WAHA_SYNC_SECRETS_DIR",
+    )
+
+
+def _parsed(url: SecretStr | None, field: str) -> ConnParams | None:
+    """``url`` parsed (None when unset or blank); its password never reaches a log line."""
+    text = url.get_secret_value().strip() if url is not None else ""
+    if not text:
+        return None
+    params = parse_url(text, field)
+    if params.password is not None:
+        register_secret(params.password.get_secret_value())
+    return params
 
 
 # Names that WAHA reads too, accepted by waha-sync as aliases of its own settings, and what the

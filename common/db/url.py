@@ -178,8 +178,22 @@ def _query(text: str, show: bool) -> dict[str, str]:
     return params
 
 
-def parse_url(url: str) -> ConnParams:
-    """Parse a ``postgresql://`` or ``postgres://`` URL; raise ``ConfigError`` if invalid."""
+def parse_url(url: str, field: str = "database_url") -> ConnParams:
+    """Parse a ``postgresql://`` or ``postgres://`` URL; raise ``ConfigError`` if invalid.
+
+    The error reads ``<field>: problem`` (``database_url`` unless another setting holds the
+    URL) and never contains the password.
+    """
+    try:
+        return _parse(url)
+    except ConfigError as exc:
+        if field == "database_url":
+            raise
+        message = field + exc.message.removeprefix("database_url")
+        raise ConfigError(message, exc.hint) from None
+
+
+def _parse(url: str) -> ConnParams:
     scheme, sep, rest = url.strip().partition("://")
     if not sep or scheme.lower() not in SCHEMES:
         raise _fail(f"must start with postgresql:// or postgres://{_got_scheme(url.strip())}")

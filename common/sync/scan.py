@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase, translate
 from pathlib import Path
@@ -185,3 +185,18 @@ def _walk(folder: Path, prefix: str, ex: Excluder, limits: Limits, out: ScanResu
         else:
             mode = stat.S_IMODE(st.st_mode)
             out.candidates.append(Candidate(rel, entry.path, st.st_size, st.st_mtime_ns, mode))
+
+
+def deletions(found: ScanResult, stored: Iterable[str], excluder: Excluder) -> list[str]:
+    """Stored paths to record as deleted: gone from disk, and not merely excluded.
+
+    The files of a folder that cannot be read are unknown, not gone: they keep their
+    stored versions.
+    """
+    present = found.present
+    unread = tuple(s.rel + "/" for s in found.skipped if s.reason.startswith("unreadable folder"))
+    return [
+        p
+        for p in stored
+        if p not in present and not p.startswith(unread) and not excluder.covers(p)
+    ]

@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import SecretStr
-
 from waha_sync.common.config.settings import Settings
+from waha_sync.common.db.url import ConnParams
 from waha_sync.common.errors import ConfigError
 
 
@@ -23,17 +22,12 @@ class Tree:
     label: str  # "sessions" or "media", for logs and status
     root: Path
     instance: str
-    database_url: str
+    database: ConnParams  # parsed once, when the settings loaded
 
     def settings_for(self, settings: Settings) -> Settings:
         """``settings`` pointed at this tree (same limits, excludes and timings)."""
-        return settings.model_copy(
-            update={
-                "sessions_dir": self.root,
-                "instance": self.instance,
-                "database_url": SecretStr(self.database_url),
-            }
-        )
+        one = settings.model_copy(update={"sessions_dir": self.root, "instance": self.instance})
+        return one.with_database(self.database)
 
 
 def media_enabled(settings: Settings) -> bool:
@@ -41,13 +35,13 @@ def media_enabled(settings: Settings) -> bool:
 
 
 def trees(settings: Settings, *, restoring: bool = False) -> list[Tree]:
-    """The trees to sync (or, with ``restoring``, to restore), sessions first."""
-    url = settings.require_database_url()
-    out = [Tree("sessions", settings.sessions_dir, settings.instance, url)]
+    """The trees to sync (or, with ``restoring``, to restore), sessions first.
+
+    Raises ``ConfigError`` (``database_url: not set``) without a database."""
+    out = [Tree("sessions", settings.sessions_dir, settings.instance, settings.database())]
     if media_enabled(settings) and not (restoring and not settings.restore_media):
-        media_url = settings.media_database_url
-        chosen = media_url.get_secret_value().strip() if media_url is not None else ""
-        out.append(Tree("media", settings.media_dir, f"{settings.instance}/media", chosen or url))
+        media = settings.media_database()
+        out.append(Tree("media", settings.media_dir, f"{settings.instance}/media", media))
     return out
 
 

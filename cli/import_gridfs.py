@@ -1,19 +1,22 @@
-"""``waha-sync import-gridfs``: its flags and its handler (see ``common.gridfs_import``)."""
+"""``waha-sync import-gridfs``: a MongoDB GridFS bucket into the instance as one commit.
+
+The import itself is ``waha_sync.common.sync.gridfs_import``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from waha_sync.cli.commands import open_db
+from waha_sync.cli.command import DB, Command
 from waha_sync.common.config.settings import Settings
-from waha_sync.common.db.schema import migrate
 from waha_sync.common.errors import ConfigError
 from waha_sync.common.logs import register_secret, scrub
-from waha_sync.common.store.postgres import PgStore
+from waha_sync.common.store.factory import open_store
 from waha_sync.common.sync.gridfs_import import (
     DEFAULT_BUCKET,
     DumpSource,
@@ -26,6 +29,9 @@ from waha_sync.common.sync.scan import fmt_bytes
 
 SEED_MONGO_ENV = "WHATSAPP_SESSIONS_MONGO_URL"  # the seed's own setting, read as a fallback
 
+NAME = "import-gridfs"
+COMPONENT = "sync"
+EXAMPLE = "waha-sync import-gridfs --dump ./dump --strip-prefix sessions/"
 SUMMARY = "Import the newest version of every file in a MongoDB GridFS bucket, as one commit."
 DETAIL = (
     "Reads a GridFS bucket (default 'fs': fs.files + fs.chunks) from a mongodump folder "
@@ -38,6 +44,26 @@ DETAIL = (
     "Exit 0: all imported; 1: a file was refused (the rest is committed) or the source "
     "could not be read; 2: usage, or the instance holds data."
 )
+SETTINGS = (
+    *DB,
+    "sessions_dir",
+    "instance",
+    "max_file_bytes",
+    "max_sqlite_bytes",
+    "exclude",
+    "workers",
+    "local_db_dir",
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    dump: Path | None = None  # a mongodump folder; or
+    mongo_url: str | None = None  # a live server (default: SEED_MONGO_ENV)
+    bucket: str = DEFAULT_BUCKET
+    db: str | None = None  # the database holding the bucket; None: the URL's or the dump's
+    strip_prefix: str | None = None  # removed from every file name (required on each)
+    force: bool = False  # import into an instance that holds data, replacing its tree
 
 
 def add_flags(sub: argparse.ArgumentParser) -> None:
@@ -77,10 +103,21 @@ def add_flags(sub: argparse.ArgumentParser) -> None:
     )
 
 
-def _source(args: argparse.Namespace) -> Source:
-    if args.dump is not None:
-        return DumpSource(args.dump, args.bucket, args.db)
-    url = args.mongo_url or os.environ.get(SEED_MONGO_ENV, "").strip()
+def options(args: argparse.Namespace) -> Options:
+    return Options(
+        dump=args.dump,
+        mongo_url=args.mongo_url,
+        bucket=args.bucket,
+        db=args.db,
+        strip_prefix=args.strip_prefix,
+        force=args.force,
+    )
+
+
+def _source(options: Options) -> Source:
+    if options.dump is not None:
+        return DumpSource(options.dump, options.bucket, options.db)
+    url = options.mongo_url or os.environ.get(SEED_MONGO_ENV, "").strip()
     if not url:
         raise ConfigError(
             "import-gridfs: no source (got neither --dump nor --mongo-url)",
@@ -90,7 +127,7 @@ def _source(args: argparse.Namespace) -> Source:
     if parts is not None and parts.password:
         register_secret(unquote(parts.password))
         register_secret(parts.password)
-    return LiveSource(url, args.bucket, args.db)
+    return LiveSource(url, options.bucket, options.db)
 
 
 def _print(report: ImportReport) -> None:
@@ -100,14 +137,19 @@ def _print(report: ImportReport) -> None:
         print(scrub(f"refused {refused.name}: {refused.reason}"))
 
 
-def run_import_gridfs(settings: Settings, args: argparse.Namespace) -> int:
-    log = logging.getLogger("waha_sync.sync")
-    source = _source(args)  # usage errors before any I/O on our database
+def run(settings: Settings, options: Options) -> int:
+    """Import, print every file imported and refused; 0, or 1 when a file was refused."""
+    log = logging.getLogger(f"waha_sync.{COMPONENT}")
+    source = _source(options)  # usage errors before any I/O on our database
     try:
-        db = open_db(settings, "sync", settings.wait_seconds)
-        migrate(db)
+        store = open_store(
+            settings.database(),
+            COMPONENT,
+            chaos_40001_rate=settings.chaos_40001_rate,
+            wait_seconds=settings.wait_seconds,
+        )
         report = import_gridfs(
-            PgStore(db), settings, source, strip_prefix=args.strip_prefix, force=args.force
+            store, settings, source, strip_prefix=options.strip_prefix, force=options.force
         )
     finally:
         source.close()
@@ -131,3 +173,16 @@ def run_import_gridfs(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+COMMAND = Command(
+    name=NAME,
+    summary=SUMMARY,
+    example=EXAMPLE,
+    detail=DETAIL,
+    settings=SETTINGS,
+    component=COMPONENT,
+    add_flags=add_flags,
+    options=options,
+    run=run,
+)
