@@ -16,7 +16,7 @@ from waha_sync.common.db.database import Database, sqlstate
 from waha_sync.common.db.schema import migrate
 from waha_sync.common.db.url import ConnParams, parse_url
 from waha_sync.common.errors import ConfigError
-from waha_sync.common.logs import register_secret
+from waha_sync.common.logs import log_fields, register_secret
 from waha_sync.common.store.postgres import PgStore, open_pg_store
 from waha_sync.common.sync.gc import collect
 from waha_sync.common.sync.push import push
@@ -85,14 +85,14 @@ def run_push(settings: Settings, args: argparse.Namespace) -> int:
         "push done: %d scanned, %d uploaded, %d unchanged, %d deleted, %d skipped; "
         "%s raw, %s stored; commit %s; %.2fs",
         out.scanned,
-        r.uploaded,
-        r.unchanged,
-        r.deleted,
+        r.files_uploaded,
+        r.files_unchanged,
+        r.files_deleted,
         len([s for s in r.skipped if not s.quiet]),
-        fmt_bytes(r.bytes_raw),
-        fmt_bytes(r.bytes_stored),
+        fmt_bytes(r.raw_bytes),
+        fmt_bytes(r.stored_bytes),
         r.commit_id if r.commit_id is not None else "none (nothing changed)",
-        r.seconds,
+        r.elapsed_seconds,
     )
     return 0
 
@@ -116,7 +116,8 @@ def run_sidecar(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_restore(settings: Settings, args: argparse.Namespace) -> int:
     for tree in trees(settings, restoring=True):
-        _restore_tree(tree.settings_for(settings), args, tree.label)
+        with log_fields(tree=tree.label, instance=tree.instance):
+            _restore_tree(tree.settings_for(settings), args, tree.label)
     return 0
 
 

@@ -15,13 +15,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict
-from typing import Any
 
 from waha_sync.common.db.database import Database
 from waha_sync.common.errors import WahaSyncError
 from waha_sync.common.store.postgres import PgStore
 from waha_sync.common.sync.marker import read_marker
 from waha_sync.init.displace import read_summary
+from waha_sync.sidecar.status import StatusSnapshot
 from waha_sync.sidecar.tree_sync import TreeSync
 from waha_sync.sidecar.view import (
     DbView,
@@ -158,25 +158,25 @@ class Monitor:
             history=self._sample(sync.label, status, stored_bytes),
         )
 
-    def _sample(self, label: str, status: dict[str, Any], stored_bytes: int) -> tuple[Sample, ...]:
+    def _sample(self, label: str, status: StatusSnapshot, stored_bytes: int) -> tuple[Sample, ...]:
         """The chart's samples: one added every ``HISTORY_STEP`` seconds, in a bounded ring."""
         ring = self._history[label]
         now = time.time()
         if not ring or now - ring[-1].at >= HISTORY_STEP:
-            total, count = status["lag_total"], status["lag_count"]
+            total, count = status.lag_total, status.lag_count
             seen_total, seen_count = self._lag_seen.get(label, (0.0, 0))
             lag = (total - seen_total) / (count - seen_count) if count > seen_count else None
             self._lag_seen[label] = (total, count)
-            ring.append(Sample(int(now), stored_bytes, status["commits"], lag))
+            ring.append(Sample(int(now), stored_bytes, status.commits, lag))
         return tuple(ring)
 
     def _session_totals(
-        self, sync: TreeSync, status: dict[str, Any]
+        self, sync: TreeSync, status: StatusSnapshot
     ) -> tuple[tuple[SessionTotals, ...], SessionTotals]:
         """Totals per session, recomputed only when the index, pending or skipped changed."""
         pending = list(sync.pending.first)  # one C-level copy; the syncer may add meanwhile
-        skipped = list(status["skipped"])
-        key = (status["generation"], len(pending), len(skipped))
+        skipped = list(status.skipped)
+        key = (status.generation, len(pending), len(skipped))
         cached = self._totals.get(sync.label)
         if cached is not None and cached[0] == key:
             return cached[1], cached[2]

@@ -19,11 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from waha_sync.common.config.settings import Settings
-from waha_sync.common.errors import FencedError, RefusedError
+from waha_sync.common.errors import FencedError, RefusedError, fenced_message
+from waha_sync.common.logs import log_fields
 from waha_sync.common.store.base import Instance, Store, StoredEntry
 from waha_sync.common.sync.marker import Marker, read_marker, write_marker
 from waha_sync.common.sync.pieces import PiecedFiles
-from waha_sync.common.sync.scan import Excluder, ScanResult, scan
+from waha_sync.common.sync.scan import Excluder, ScanResult, SkipKind, scan
 from waha_sync.common.sync.ship import ShipReport, ship
 from waha_sync.common.words import plural
 
@@ -82,8 +83,11 @@ def authorise(
         )
     if ours and current is not None and marker is not None:
         raise FencedError(
-            f"fenced: instance {name} was claimed by {current.holder} (epoch {current.epoch}); "
-            f"this directory was restored at epoch {marker.epoch}",
+            fenced_message(
+                name,
+                (current.holder, current.epoch),
+                f"this directory was restored at epoch {marker.epoch}",
+            ),
             "restore again here to take the instance over, or stop the other writer",
         )
     has_data = current is not None and current.last_commit > 0
@@ -109,7 +113,7 @@ def deletions(found: ScanResult, stored: Iterable[str], excluder: Excluder) -> l
     stored versions.
     """
     present = found.present
-    unread = tuple(s.rel + "/" for s in found.skipped if s.reason.startswith("unreadable folder"))
+    unread = tuple(s.rel + "/" for s in found.skipped if s.kind is SkipKind.UNREADABLE_FOLDER)
     return [
         p
         for p in stored
@@ -119,7 +123,12 @@ def deletions(found: ScanResult, stored: Iterable[str], excluder: Excluder) -> l
 
 def push(store: Store, settings: Settings, *, force: bool = False) -> PushOutcome:
     """Scan ``settings.sessions_dir`` (an existing folder) and ship every difference as one
-    commit."""
+    commit; its log lines name the sessions tree and the instance."""
+    with log_fields(tree="sessions", instance=settings.instance):
+        return _push(store, settings, force=force)
+
+
+def _push(store: Store, settings: Settings, *, force: bool) -> PushOutcome:
     root = settings.sessions_dir
     name = settings.instance
     instance, marker, database = authorise(
@@ -153,7 +162,7 @@ def push(store: Store, settings: Settings, *, force: bool = False) -> PushOutcom
     finally:
         pieced.close()
     report.skipped[:0] = found.skipped
-    report.seconds = time.monotonic() - started
+    report.elapsed_seconds = time.monotonic() - started
     for s in report.skipped:
         (log.debug if s.quiet else log.info)("skipped %s: %s", s.rel, s.reason)
     last = report.commit_id or instance.last_commit
