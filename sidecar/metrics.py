@@ -119,9 +119,9 @@ class _ViewCollector(Collector):
                 "stored_files": t.stored_files,
                 "stored_bytes": t.stored_bytes,
             }
-            if t.marker is not None and t.marker.get("source") == "restore":
-                values["restore_seconds"] = t.marker.get("seconds", 0.0)
-                values["restore_files"] = t.marker.get("files", 0)
+            if t.marker is not None and t.marker.source == "restore":
+                values["restore_seconds"] = t.marker.seconds
+                values["restore_files"] = t.marker.files
             for key, value in values.items():
                 if value is not None:
                     gauges[key].add_metric(label, value)  # type: ignore[attr-defined]

@@ -14,7 +14,6 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import asdict
 
 from waha_sync.common.db.database import Database
 from waha_sync.common.errors import WahaSyncError
@@ -41,7 +40,7 @@ CHECK_SECONDS = 2.0
 PROBE_TIMEOUT = 5.0
 USAGE_SECONDS = 300.0  # how often the database is asked what each session costs
 HISTORY_STEP = 60.0  # seconds between the chart's samples
-HISTORY_SAMPLES = 360  # kept per tree: the last 6 hours, about 15 KB of memory
+HISTORY_SAMPLES = 360  # kept per tree: the last 6 hours
 
 
 class Monitor:
@@ -132,8 +131,7 @@ class Monitor:
         status = sync.status.snapshot()
         marker_error = None
         try:
-            found = read_marker(sync.root)
-            marker = asdict(found) if found is not None else None
+            marker = read_marker(sync.root)
         except WahaSyncError as exc:
             marker, marker_error = None, exc.message
         sessions, rest = self._session_totals(sync, status)

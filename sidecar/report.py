@@ -7,6 +7,7 @@ is described by kind, version and TLS, never by its URL).
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -99,7 +100,7 @@ def _tree_body(t: TreeView) -> dict[str, Any]:
             "error": t.db.error,
             "last_commit": t.db.last_commit,
         },
-        "restore": t.marker,
+        "restore": asdict(t.marker) if t.marker is not None else None,
         "displaced": _displaced(t.displaced),
         "local": {
             "files": s.local_files,

@@ -50,7 +50,7 @@ log = logging.getLogger("waha_sync.sync")
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 10.0
 # Smaller upload groups than a one-shot push: a long-running process keeps the heap its
-# biggest batch needed (RSS 56 MB instead of 60 MB after a first upload of 8,600 files).
+# biggest batch needed (its memory: BENCHMARKS.md, "Sidecar: latency, idle cost, memory").
 GROUP_FILES = 500
 FLUSH_ROUNDS = 20  # a writer still busy after this many final rounds is not waited for
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from waha_sync.common.errors import fenced_message
 from waha_sync.common.store.base import StoredEntry
+from waha_sync.common.sync.marker import Marker
 from waha_sync.sidecar.status import StatusSnapshot
 
 
@@ -50,7 +51,7 @@ class TreeView:
     label: str
     status: StatusSnapshot
     db: DbView
-    marker: dict[str, Any] | None  # the restore marker, or None if missing
+    marker: Marker | None  # the restore marker, or None if missing
     sessions: tuple[SessionTotals, ...] = ()
     other: SessionTotals | None = None  # files outside session folders
     stored_files: int = 0
@@ -150,7 +151,7 @@ def is_fenced(status: StatusSnapshot, db: DbView) -> bool:
 def tree_problem(
     status: StatusSnapshot,
     db: DbView,
-    marker: dict[str, Any] | None,
+    marker: Marker | None,
     marker_error: str | None,
     now: float,
     unhealthy_after: float,

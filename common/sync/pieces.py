@@ -51,8 +51,8 @@ INLINE_PIECES = 128  # fewer pieces than this are hashed and compressed in the c
 PIECE_TARGET = 4096  # SQLite: the smallest piece, in bytes (a page when pages are larger)
 FILE_PIECE_BYTES = 256 * 1024  # other files: under the 512 KiB value limit when stored raw
 PIECED_MIN_BYTES = 8 * 1024 * 1024  # other files from this size on are stored as pieces
-# Raw bytes of pieces held, encoded and sent at once (push of a 256 MiB database: peak RSS
-# 110 MB with 8 MiB groups, 67 MB with 2 MiB).
+# Raw bytes of pieces held, encoded and sent at once: smaller groups, lower peak memory
+# (push and restore memory of a large database: BENCHMARKS.md, "Large, busy SQLite").
 GROUP_BYTES = 2 * 1024 * 1024
 DIGEST = 32
 SCRATCH_DIR = "scratch"
