@@ -15,10 +15,9 @@ from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, ge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from waha_sync.sidecar.status import StatusSnapshot
+from waha_sync.sidecar.status import ERROR_KINDS, StatusSnapshot
 from waha_sync.sidecar.view import View
 
-ERROR_KINDS = ("database", "io", "fenced", "refused", "config", "other")
 LAG_BUCKETS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0)
 Live = Callable[[], dict[str, StatusSnapshot]]  # each tree's status now, by label
 
@@ -50,7 +49,7 @@ class _ViewCollector(Collector):
         errors = family(
             CounterMetricFamily,
             "errors",
-            "Failed sync attempts by kind (database, io, fenced, refused, config, other).",
+            f"Failed sync attempts by kind ({', '.join(ERROR_KINDS)}).",
             "kind",
         )
         gauges = {

@@ -17,6 +17,7 @@ from collections import deque
 
 from waha_sync.common.db.database import Database
 from waha_sync.common.errors import WahaSyncError
+from waha_sync.common.logs import log_fields
 from waha_sync.common.store.postgres import PgStore
 from waha_sync.common.sync.marker import read_marker
 from waha_sync.init.displace import read_summary
@@ -94,12 +95,15 @@ class Monitor:
     def check(self) -> None:
         """Build and publish a new view (one database round trip per tree)."""
         self.round_started = time.monotonic()
-        views = tuple(self._tree(s) for s in self.syncs)
+        views = []
+        for s in self.syncs:
+            with log_fields(tree=s.label, instance=s.name):  # its debug lines name the tree
+                views.append(self._tree(s))
         now = time.time()
         problem = next((t.problem for t in views if t.problem), None)
         if self.stopping:
             problem = "stopping: final flush in progress"
-        self.view = View(self.view.started_at, now, views, self.stopping, problem)
+        self.view = View(self.view.started_at, now, tuple(views), self.stopping, problem)
         self.rounds += 1
         self.round_started = None
 

@@ -12,15 +12,22 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 
-from waha_sync.common.errors import DatabaseUnavailable
+from waha_sync.common.errors import ConfigError, DatabaseUnavailable, FencedError, RefusedError
 from waha_sync.common.sync.scan import Skipped
 from waha_sync.common.sync.ship import ShipReport
 
 RECENT_ERRORS = 20
+ERROR_KINDS = ("database", "io", "fenced", "refused", "config", "other")  # error_kind's
 
 
 def error_kind(exc: Exception) -> str:
-    """How /metrics counts a failed sync attempt: database, io or other."""
+    """How /metrics counts a failed sync attempt: one of ``ERROR_KINDS``."""
+    if isinstance(exc, FencedError):
+        return "fenced"
+    if isinstance(exc, RefusedError):
+        return "refused"
+    if isinstance(exc, ConfigError):
+        return "config"
     if isinstance(exc, DatabaseUnavailable) or type(exc).__module__.startswith("pg8000"):
         return "database"
     return "io" if isinstance(exc, OSError) else "other"

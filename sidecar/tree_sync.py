@@ -112,7 +112,7 @@ class TreeSync:
                 self._ship_paths(taken, self.pending.oldest_taken or now)
         except (FencedError, ConfigError, RefusedError) as exc:  # retrying cannot help
             self.status.fenced = exc.message if isinstance(exc, FencedError) else None
-            self.status.error(type(exc).__name__.removesuffix("Error").lower(), exc.message)
+            self.status.error(error_kind(exc), exc.message)
             raise
         except Exception as exc:  # any database or I/O failure: keep the work, retry later
             self.pending.put_back(taken, now)
