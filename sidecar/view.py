@@ -7,7 +7,7 @@ database or on the syncer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from waha_sync.common.errors import fenced_message
@@ -80,7 +80,6 @@ class View:
     trees: tuple[TreeView, ...] = ()
     stopping: bool = False
     problem: str | None = "starting: first health check not done"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
