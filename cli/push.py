@@ -68,14 +68,14 @@ def run(settings: Settings, options: Options) -> int:
         "push done: %d scanned, %d uploaded, %d unchanged, %d deleted, %d skipped; "
         "%s raw, %s stored; commit %s; %.2fs",
         out.scanned,
-        r.uploaded,
-        r.unchanged,
-        r.deleted,
+        r.files_uploaded,
+        r.files_unchanged,
+        r.files_deleted,
         len([s for s in r.skipped if not s.quiet]),
-        fmt_bytes(r.bytes_raw),
-        fmt_bytes(r.bytes_stored),
+        fmt_bytes(r.raw_bytes),
+        fmt_bytes(r.stored_bytes),
         r.commit_id if r.commit_id is not None else "none (nothing changed)",
-        r.seconds,
+        r.elapsed_seconds,
     )
     return 0
 

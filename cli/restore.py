@@ -11,6 +11,7 @@ from datetime import datetime
 from waha_sync.cli.command import DB, MEDIA, Command
 from waha_sync.common.config.settings import Settings
 from waha_sync.common.errors import ConfigError
+from waha_sync.common.logs import log_fields
 from waha_sync.common.store.factory import open_store
 from waha_sync.common.store.postgres import open_pg_store
 from waha_sync.common.sync.scan import fmt_bytes
@@ -86,7 +87,8 @@ def options(args: argparse.Namespace) -> Options:
 def run(settings: Settings, options: Options) -> int:
     """Restore every tree (sessions, then media when it syncs); 0."""
     for tree in trees(settings, restoring=True):
-        _restore_tree(tree, settings, options)
+        with log_fields(tree=tree.label, instance=tree.instance):
+            _restore_tree(tree, settings, options)
     return 0
 
 

@@ -49,6 +49,16 @@ class FencedError(WahaSyncError):
     """Another holder claimed the instance; this process must write nothing more."""
 
 
+def fenced_message(instance: str, claimed: tuple[str, int] | None, mine: str) -> str:
+    """The one wording of being fenced, for errors, logs and /health.
+
+    ``claimed``: the lease as stored now (holder, epoch), None when there is no lease
+    row; ``mine``: what this writer holds (``this sidecar holds epoch 3``).
+    """
+    who = f"{claimed[0]} (epoch {claimed[1]})" if claimed is not None else "nobody (no lease row)"
+    return f"fenced: instance {instance} was claimed by {who}; {mine}"
+
+
 class UnsafePathError(WahaSyncError):
     """A stored path would be written outside the target directory."""
 

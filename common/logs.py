@@ -3,7 +3,8 @@
 Components log through ``waha_sync.<component>`` loggers and every line is
 prefixed with the component in brackets (``[RESTORE]``, ``[SYNC]``,
 ``[HTTP]``). Text lines go to stderr as ``[SYNC] message``; JSON lines carry
-``time``, ``level``, ``component`` and ``message``. A warning or error line
+``time``, ``level``, ``component``, ``tree`` and ``instance`` (on lines logged
+for one tree: inside ``log_fields`` or with ``extra=``) and ``message``. A warning or error line
 reads ``[SYNC] error: ...`` unless it was logged with ``extra={"plain": True}``
 (a message that names its own state, such as ``fenced: ...``). Every registered secret is
 replaced by ``***`` in whatever is logged, as a last line of defence.
@@ -14,10 +15,36 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 COMPONENTS = {"restore": "RESTORE", "sync": "SYNC", "http": "HTTP", "cli": "CLI"}
+FIELDS = ("tree", "instance")  # structured fields of a JSON line, when known
 _secrets: set[str] = set()
+_fields: ContextVar[dict[str, str]] = ContextVar("waha_sync_log_fields", default={})  # noqa: B039 - never mutated
+
+
+@contextmanager
+def log_fields(*, tree: str, instance: str) -> Iterator[None]:
+    """Every line logged in this thread (or task) meanwhile names ``tree`` (``sessions`` or
+    ``media``) and ``instance``: as JSON fields; text lines are unchanged."""
+    token = _fields.set({"tree": tree, "instance": instance})
+    try:
+        yield
+    finally:
+        _fields.reset(token)
+
+
+class _ContextFields(logging.Filter):
+    """Copies the fields of the surrounding ``log_fields`` onto each record (``extra=`` wins)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in _fields.get().items():
+            if not hasattr(record, name):
+                setattr(record, name, value)
+        return True
 
 
 def register_secret(value: str | None) -> None:
@@ -49,8 +76,12 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "component": _tag(record),
-            "message": record.getMessage(),
         }
+        for name in FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = str(value)
+        line["message"] = record.getMessage()
         return scrub(json.dumps(line, ensure_ascii=False))
 
 
@@ -61,6 +92,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
         root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(_ContextFields())
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False

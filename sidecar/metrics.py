@@ -10,39 +10,20 @@ series carries a ``tree`` label (``sessions`` or ``media``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from waha_sync.sidecar.status import ERROR_KINDS, StatusSnapshot
 from waha_sync.sidecar.view import View
 
-ERROR_KINDS = ("database", "io", "fenced", "refused", "config", "other")
 LAG_BUCKETS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0)
-SKIP_KINDS = (
-    ("> limit", "too_big"),
-    ("invalid JSON", "invalid_json"),
-    ("unreadable", "unreadable"),
-    ("cannot stat", "unreadable"),
-    ("excluded", "excluded"),
-    ("symlink", "not_regular"),
-    ("not a regular", "not_regular"),
-    ("not valid UTF-8", "bad_name"),
-    ("SQLite", "sqlite_snapshot"),
-    ("kept changing", "changing"),
-)
-
-
-def skip_kind(reason: str) -> str:
-    """A short label for a skip reason (``too_big``, ``invalid_json``, ...)."""
-    return next((kind for text, kind in SKIP_KINDS if text in reason), "other")
+Live = Callable[[], dict[str, StatusSnapshot]]  # each tree's status now, by label
 
 
 class _ViewCollector(Collector):
-    def __init__(
-        self, view: Callable[[], View], live: Callable[[], dict[str, dict[str, Any]]]
-    ) -> None:
+    def __init__(self, view: Callable[[], View], live: Live) -> None:
         self._view = view
         self._live = live
 
@@ -68,7 +49,7 @@ class _ViewCollector(Collector):
         errors = family(
             CounterMetricFamily,
             "errors",
-            "Failed sync attempts by kind (database, io, fenced, refused, config, other).",
+            f"Failed sync attempts by kind ({', '.join(ERROR_KINDS)}).",
             "kind",
         )
         gauges = {
@@ -110,19 +91,26 @@ class _ViewCollector(Collector):
         }
         for t in view.trees:
             s, label = live.get(t.label, t.status), [t.label]
+            counts = {
+                "commits": s.commits,
+                "files_shipped": s.files_shipped,
+                "bytes_shipped": s.bytes_shipped,
+                "files_deleted": s.files_deleted,
+            }
             for key, metric in counters.items():
-                metric.add_metric(label, s[key])  # type: ignore[attr-defined]
-            for kind in sorted({*ERROR_KINDS, *s["errors"]}):
-                count = s["errors"].get(kind, 0)
+                metric.add_metric(label, counts[key])  # type: ignore[attr-defined]
+            for kind in sorted({*ERROR_KINDS, *s.errors}):
+                count = s.errors.get(kind, 0)
                 errors.add_metric([t.label, kind], count)  # type: ignore[attr-defined]
             by_reason: dict[str, int] = {}
-            for reason in s["skipped"].values():
-                by_reason[skip_kind(reason)] = by_reason.get(skip_kind(reason), 0) + 1
-            for kind, count in sorted(by_reason.items()):
-                skipped.add_metric([t.label, kind], count)  # type: ignore[attr-defined]
+            for left_out in s.skipped.values():
+                reason = left_out.kind.label
+                by_reason[reason] = by_reason.get(reason, 0) + 1
+            for reason, count in sorted(by_reason.items()):
+                skipped.add_metric([t.label, reason], count)  # type: ignore[attr-defined]
             values: dict[str, float | None] = {
-                "pending": s["pending"],
-                "last_commit_at": s["last_commit_at"],
+                "pending": s.pending,
+                "last_commit_at": s.last_commit_at,
                 "db_up": float(t.db.up),
                 "fenced": float(t.fenced),
                 "ready": float(t.problem is None),
@@ -130,9 +118,9 @@ class _ViewCollector(Collector):
                 "stored_files": t.stored_files,
                 "stored_bytes": t.stored_bytes,
             }
-            if t.marker is not None and t.marker.get("source") == "restore":
-                values["restore_seconds"] = t.marker.get("seconds", 0.0)
-                values["restore_files"] = t.marker.get("files", 0)
+            if t.marker is not None and t.marker.source == "restore":
+                values["restore_seconds"] = t.marker.seconds
+                values["restore_files"] = t.marker.files
             for key, value in values.items():
                 if value is not None:
                     gauges[key].add_metric(label, value)  # type: ignore[attr-defined]
@@ -151,9 +139,7 @@ class _ViewCollector(Collector):
 class Metrics:
     """The sidecar's own registry: view-derived series, the latency histogram, process stats."""
 
-    def __init__(
-        self, view: Callable[[], View], live: Callable[[], dict[str, dict[str, Any]]]
-    ) -> None:
+    def __init__(self, view: Callable[[], View], live: Live) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_ViewCollector(view, live))
         ProcessCollector(namespace="waha_sync", registry=self.registry)

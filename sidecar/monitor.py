@@ -14,14 +14,14 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import asdict
-from typing import Any
 
 from waha_sync.common.errors import WahaSyncError
+from waha_sync.common.logs import log_fields
 from waha_sync.common.store.factory import PROBE_S
 from waha_sync.common.store.postgres import PgStore
 from waha_sync.common.sync.marker import read_marker
 from waha_sync.init.displace import read_summary
+from waha_sync.sidecar.status import StatusSnapshot
 from waha_sync.sidecar.tree_sync import TreeSync
 from waha_sync.sidecar.view import (
     DbView,
@@ -40,7 +40,7 @@ log = logging.getLogger("waha_sync.http")
 CHECK_SECONDS = 2.0
 USAGE_SECONDS = 300.0  # how often the database is asked what each session costs
 HISTORY_STEP = 60.0  # seconds between the chart's samples
-HISTORY_SAMPLES = 360  # kept per tree: the last 6 hours, about 15 KB of memory
+HISTORY_SAMPLES = 360  # kept per tree: the last 6 hours
 
 
 class Monitor:
@@ -94,12 +94,15 @@ class Monitor:
     def check(self) -> None:
         """Build and publish a new view (one database round trip per tree)."""
         self.round_started = time.monotonic()
-        views = tuple(self._tree(s) for s in self.syncs)
+        views = []
+        for s in self.syncs:
+            with log_fields(tree=s.label, instance=s.name):  # its debug lines name the tree
+                views.append(self._tree(s))
         now = time.time()
         problem = next((t.problem for t in views if t.problem), None)
         if self.stopping:
             problem = "stopping: final flush in progress"
-        self.view = View(self.view.started_at, now, views, self.stopping, problem)
+        self.view = View(self.view.started_at, now, tuple(views), self.stopping, problem)
         self.rounds += 1
         self.round_started = None
 
@@ -131,8 +134,7 @@ class Monitor:
         status = sync.status.snapshot()
         marker_error = None
         try:
-            found = read_marker(sync.root)
-            marker = asdict(found) if found is not None else None
+            marker = read_marker(sync.root)
         except WahaSyncError as exc:
             marker, marker_error = None, exc.message
         sessions, rest = self._session_totals(sync, status)
@@ -157,25 +159,25 @@ class Monitor:
             history=self._sample(sync.label, status, stored_bytes),
         )
 
-    def _sample(self, label: str, status: dict[str, Any], stored_bytes: int) -> tuple[Sample, ...]:
+    def _sample(self, label: str, status: StatusSnapshot, stored_bytes: int) -> tuple[Sample, ...]:
         """The chart's samples: one added every ``HISTORY_STEP`` seconds, in a bounded ring."""
         ring = self._history[label]
         now = time.time()
         if not ring or now - ring[-1].at >= HISTORY_STEP:
-            total, count = status["lag_total"], status["lag_count"]
+            total, count = status.lag_total, status.lag_count
             seen_total, seen_count = self._lag_seen.get(label, (0.0, 0))
             lag = (total - seen_total) / (count - seen_count) if count > seen_count else None
             self._lag_seen[label] = (total, count)
-            ring.append(Sample(int(now), stored_bytes, status["commits"], lag))
+            ring.append(Sample(int(now), stored_bytes, status.commits, lag))
         return tuple(ring)
 
     def _session_totals(
-        self, sync: TreeSync, status: dict[str, Any]
+        self, sync: TreeSync, status: StatusSnapshot
     ) -> tuple[tuple[SessionTotals, ...], SessionTotals]:
         """Totals per session, recomputed only when the index, pending or skipped changed."""
         pending = list(sync.pending.first)  # one C-level copy; the syncer may add meanwhile
-        skipped = list(status["skipped"])
-        key = (status["generation"], len(pending), len(skipped))
+        skipped = list(status.skipped)
+        key = (status.generation, len(pending), len(skipped))
         cached = self._totals.get(sync.label)
         if cached is not None and cached[0] == key:
             return cached[1], cached[2]

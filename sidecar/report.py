@@ -7,9 +7,11 @@ is described by kind, version and TLS, never by its URL).
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
+from waha_sync.common.sync.scan import Skipped
 from waha_sync.sidecar.view import SessionTotals, TreeView, View
 
 MAX_SKIPPED = 200  # listed in /status; skipped_count has them all
@@ -69,21 +71,25 @@ def _session(s: SessionTotals) -> dict[str, Any]:
     }
 
 
+def _path(item: tuple[str, Skipped]) -> str:
+    return item[0]
+
+
 def _tree_body(t: TreeView) -> dict[str, Any]:
     s = t.status
     return {
         "tree": t.label,
-        "root": s["root"],
-        "instance": s["instance"],
+        "root": s.root,
+        "instance": s.instance,
         "ready": t.problem is None,
         "problem": t.problem,
         "lease": {
-            "epoch": s["epoch"],
-            "holder": s["holder"],
+            "epoch": s.epoch,
+            "holder": s.holder,
             "stored_epoch": t.db.epoch,
             "stored_holder": t.db.holder,
         },
-        "fenced": s["fenced"],
+        "fenced": s.fenced,
         "database": {
             "kind": t.db.kind,
             "version": t.db.version,
@@ -94,37 +100,38 @@ def _tree_body(t: TreeView) -> dict[str, Any]:
             "error": t.db.error,
             "last_commit": t.db.last_commit,
         },
-        "restore": t.marker,
+        "restore": asdict(t.marker) if t.marker is not None else None,
         "displaced": _displaced(t.displaced),
         "local": {
-            "files": s["local_files"],
-            "bytes": s["local_bytes"],
-            "compared_at": iso(s["compared_at"]),
+            "files": s.local_files,
+            "bytes": s.local_bytes,
+            "compared_at": iso(s.compared_at),
         },
         "stored": {"files": t.stored_files, "bytes": t.stored_bytes},
-        "pending": s["pending"],
+        "pending": s.pending,
         "last_commit": {
-            "id": s["last_commit_id"],
-            "at": iso(s["last_commit_at"]),
-            "files": s["last_commit_files"],
-            "bytes": s["last_commit_bytes"],
+            "id": s.last_commit_id,
+            "at": iso(s.last_commit_at),
+            "files": s.last_commit_files,
+            "bytes": s.last_commit_bytes,
         },
         "shipped": {
-            "commits": s["commits"],
-            "files": s["files_shipped"],
-            "bytes": s["bytes_shipped"],
-            "deleted": s["files_deleted"],
+            "commits": s.commits,
+            "files": s.files_shipped,
+            "bytes": s.bytes_shipped,
+            "deleted": s.files_deleted,
         },
-        "lag_seconds": s["lag_seconds"],
-        "failing_since": iso(s["failing_since"]),
-        "last_error": s["last_error"],
-        "errors": s["errors"],
+        "lag_seconds": s.lag_seconds,
+        "failing_since": iso(s.failing_since),
+        "last_error": s.last_error,
+        "errors": dict(s.errors),
         "recent_errors": [
-            {"at": iso(at), "kind": kind, "message": msg} for at, kind, msg in s["recent_errors"]
+            {"at": iso(at), "kind": kind, "message": msg} for at, kind, msg in s.recent_errors
         ],
-        "skipped_count": len(s["skipped"]),
+        "skipped_count": len(s.skipped),
         "skipped": [
-            {"path": p, "reason": r} for p, r in sorted(s["skipped"].items())[:MAX_SKIPPED]
+            {"path": p, "reason": x.reason}
+            for p, x in sorted(s.skipped.items(), key=_path)[:MAX_SKIPPED]
         ],
         "sessions": [_session(x) for x in t.sessions],
         "other_files": _session(t.other) if t.other is not None else None,

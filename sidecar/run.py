@@ -11,6 +11,7 @@ signal aborts at once. Being fenced stops every tree and exits 1.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ from types import FrameType
 
 from waha_sync.common.config.settings import Settings
 from waha_sync.common.errors import FencedError, WahaSyncError
+from waha_sync.common.logs import log_fields
 from waha_sync.common.store.base import Store
 from waha_sync.common.store.postgres import PgStore
 from waha_sync.common.sync.trees import Tree, require_dirs, trees
@@ -69,6 +71,11 @@ class Sidecar:
                 os.write(self._wake_w, b"x")
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        # It interrupts the sessions tree's thread: run in an empty context, its lines
+        # are the process's, not that tree's (``log_fields``).
+        contextvars.Context().run(self._stop_on_signal, signum)
+
+    def _stop_on_signal(self, signum: int) -> None:
         self._signals += 1
         name = signal.Signals(signum).name
         if self._signals > 1:
@@ -111,6 +118,10 @@ class Sidecar:
         return self.exit_code
 
     def _loop(self, sync: TreeSync) -> None:
+        with log_fields(tree=sync.label, instance=sync.name):
+            self._sync(sync)
+
+    def _sync(self, sync: TreeSync) -> None:
         try:
             sync.watcher.start()  # watches first: nothing changes unseen after the comparison
             log.info(
@@ -165,9 +176,10 @@ class Sidecar:
         stores = {t.label: self.open_store(t) for t in self.trees}
         while not self.stop.wait(self.settings.gc_interval_seconds):
             for t in self.trees:
-                try:
-                    collect(stores[t.label], t.instance, retention)
-                except Exception as exc:
-                    log.warning("%s: garbage collection failed: %s", t.label, exc)
+                with log_fields(tree=t.label, instance=t.instance):
+                    try:
+                        collect(stores[t.label], t.instance, retention)
+                    except Exception as exc:
+                        log.warning("%s: garbage collection failed: %s", t.label, exc)
         for store in stores.values():
             store.close()

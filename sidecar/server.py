@@ -3,8 +3,8 @@
 The socket is bound before anything else starts, so a port in use is a
 clear configuration error (exit 2) rather than a thread dying later. It is
 created with an explicit ``IPPROTO_TCP``: asyncio sets ``TCP_NODELAY`` only
-on such sockets, and without it every response waits ~40 ms on delayed ACKs
-(measured: 720 requests/s instead of 19,000).
+on such sockets, and without it every response waits for a delayed ACK (the
+request rate it allows: BENCHMARKS.md, "Sidecar HTTP").
 """
 
 from __future__ import annotations

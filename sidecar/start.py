@@ -66,9 +66,8 @@ def limit_malloc_arenas(count: int = 2) -> None:
     """Cap glibc's malloc arenas before threads start (unless ``MALLOC_ARENA_MAX`` is set).
 
     Each thread that allocates otherwise gets an arena of its own, which keeps
-    freed memory apart; with the reader pool, HTTP and the health check that
-    cost 4 MB of RSS after a first upload of 8,600 files (measured: 64.5 MB,
-    60.4 MB with 2 arenas).
+    freed memory apart (the reader pool, HTTP and the health check all allocate;
+    the sidecar's memory: BENCHMARKS.md, "Sidecar: latency, idle cost, memory").
     """
     if "MALLOC_ARENA_MAX" not in os.environ:
         with contextlib.suppress(OSError, AttributeError):  # AttributeError: not glibc

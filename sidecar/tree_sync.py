@@ -18,11 +18,28 @@ import time
 from pathlib import Path
 
 from waha_sync.common.config.settings import Settings
-from waha_sync.common.errors import ConfigError, FencedError, RefusedError, WahaSyncError
+from waha_sync.common.errors import (
+    ConfigError,
+    FencedError,
+    RefusedError,
+    WahaSyncError,
+    fenced_message,
+)
 from waha_sync.common.store.base import Store, StoredEntry
 from waha_sync.common.sync.claims import holder_name
 from waha_sync.common.sync.pieces import PiecedFiles
-from waha_sync.common.sync.scan import Candidate, Excluder, deletions, fmt_bytes, is_gone, scan
+from waha_sync.common.sync.scan import (
+    Candidate,
+    Excluder,
+    Skipped,
+    bad_name,
+    cannot_stat,
+    classify,
+    deletions,
+    fmt_bytes,
+    is_gone,
+    scan,
+)
 from waha_sync.common.sync.ship import ShipReport, ship
 from waha_sync.common.words import plural
 from waha_sync.sidecar.pending import Pending
@@ -34,7 +51,7 @@ log = logging.getLogger("waha_sync.sync")
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 10.0
 # Smaller upload groups than a one-shot push: a long-running process keeps the heap its
-# biggest batch needed (RSS 56 MB instead of 60 MB after a first upload of 8,600 files).
+# biggest batch needed (its memory: BENCHMARKS.md, "Sidecar: latency, idle cost, memory").
 GROUP_FILES = 500
 FLUSH_ROUNDS = 20  # a writer still busy after this many final rounds is not waited for
 
@@ -96,7 +113,7 @@ class TreeSync:
                 self._ship_paths(taken, self.pending.oldest_taken or now)
         except (FencedError, ConfigError, RefusedError) as exc:  # retrying cannot help
             self.status.fenced = exc.message if isinstance(exc, FencedError) else None
-            self.status.error(type(exc).__name__.removesuffix("Error").lower(), exc.message)
+            self.status.error(error_kind(exc), exc.message)
             raise
         except Exception as exc:  # any database or I/O failure: keep the work, retry later
             self.pending.put_back(taken, now)
@@ -139,8 +156,8 @@ class TreeSync:
         report = self._ship(found.candidates, gone)
         left_out = [s for s in (*found.skipped, *report.skipped) if not s.quiet]
         for s in left_out:
-            self._skip(s.rel, s.reason)
-        self.status.skipped = {s.rel: s.reason for s in left_out}  # what is gone drops out
+            self._skip(s)
+        self.status.skipped = {s.rel: s for s in left_out}  # what is gone drops out
         self.status.local_files = len(found.candidates)
         self.status.local_bytes = sum(c.size for c in found.candidates)
         self.status.compared_at = time.time()
@@ -173,38 +190,34 @@ class TreeSync:
             rel.encode("utf-8")
         except OSError as exc:
             if not is_gone(path):  # there, but its folder cannot be read
-                self._skip(rel, f"cannot stat ({exc.strerror})")
+                self._skip(cannot_stat(rel, exc))
             return None
         except UnicodeEncodeError:  # shown as the scan shows it
-            self._skip(rel.encode("utf-8", "backslashreplace").decode(), "name is not valid UTF-8")
+            self._skip(bad_name(rel))
             return None
         if stat.S_ISDIR(st.st_mode):
             self.watcher.rescan_needed = True  # a file became a folder: compare everything
             return None
-        if stat.S_ISLNK(st.st_mode):
-            self._skip(rel, "symlink (links are not followed or stored)")
-        elif not stat.S_ISREG(st.st_mode):
-            self._skip(rel, "not a regular file")
-        elif (too_large := self.settings.limits().over(str(path), st.st_size)) is not None:
-            self._skip(rel, too_large)
-        else:
-            return Candidate(rel, str(path), st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
-        return None
+        got = classify(rel, str(path), st, self.settings.limits())
+        if isinstance(got, Skipped):
+            self._skip(got)
+            return None
+        return got
 
-    def _skip(self, rel: str, why: str) -> None:
+    def _skip(self, s: Skipped) -> None:
         """A file left out: logged once per path and reason, and listed in /status."""
-        if self.status.skipped.get(rel) != why:
-            log.info("%s: skipped %s: %s", self.label, rel, why)
-        self.status.skipped[rel] = why
+        was = self.status.skipped.get(s.rel)
+        if was is None or was.reason != s.reason:
+            log.info("%s: skipped %s: %s", self.label, s.rel, s.reason)
+        self.status.skipped[s.rel] = s
 
     def _ship(self, candidates: list[Candidate], gone: list[str]) -> ShipReport:
         assert self.known is not None
         current = self.store.instance(self.name)  # never upload content for a lost claim
         if current is None or current.epoch != self.epoch:
-            who = f"{current.holder} (epoch {current.epoch})" if current else "nobody"
+            claimed = (current.holder, current.epoch) if current else None
             raise FencedError(
-                f"fenced: instance {self.name} was claimed by {who}; "
-                f"this sidecar holds epoch {self.epoch}",
+                fenced_message(self.name, claimed, f"this sidecar holds epoch {self.epoch}"),
                 "another pod restored this instance; this sidecar stops writing",
             )
         report = ship(
@@ -221,18 +234,18 @@ class TreeSync:
             pieced=self.pieced,
         )
         st = self.status  # local totals follow each batch between full comparisons
-        for e in (*report.committed, *report.same):
+        for e in (*report.committed_entries, *report.unchanged_entries):
             old = self.known.get(e.path)
             st.local_files += old is None
             st.local_bytes += e.size_bytes - (old.size_bytes if old else 0)
             self.known[e.path] = lean(e)
             st.skipped.pop(e.path, None)
-        for rel in report.gone:
+        for rel in report.deleted_paths:
             if (old := self.known.pop(rel, None)) is not None:
                 st.local_files, st.local_bytes = st.local_files - 1, st.local_bytes - old.size_bytes
         for s in report.skipped:
-            self._skip(s.rel, s.reason)
-        if report.committed or report.same or report.gone:
+            self._skip(s)
+        if report.committed_entries or report.unchanged_entries or report.deleted_paths:
             self.status.generation += 1
         self.status.record(report)
         return report
@@ -246,9 +259,9 @@ class TreeSync:
             self.label,
             what,
             report.commit_id,
-            plural(len(report.committed), "file"),
-            fmt_bytes(report.bytes_raw),
-            report.deleted,
+            plural(len(report.committed_entries), "file"),
+            fmt_bytes(report.raw_bytes),
+            report.files_deleted,
             len(report.skipped),
         )
 

@@ -7,10 +7,13 @@ database or on the syncer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
+from waha_sync.common.errors import fenced_message
 from waha_sync.common.store.base import StoredEntry
+from waha_sync.common.sync.marker import Marker
+from waha_sync.sidecar.status import StatusSnapshot
 
 
 @dataclass(frozen=True)
@@ -46,9 +49,9 @@ class SessionTotals:
 @dataclass(frozen=True)
 class TreeView:
     label: str
-    status: dict[str, Any]  # TreeStatus.snapshot()
+    status: StatusSnapshot
     db: DbView
-    marker: dict[str, Any] | None  # the restore marker, or None if missing
+    marker: Marker | None  # the restore marker, or None if missing
     sessions: tuple[SessionTotals, ...] = ()
     other: SessionTotals | None = None  # files outside session folders
     stored_files: int = 0
@@ -77,7 +80,6 @@ class View:
     trees: tuple[TreeView, ...] = ()
     stopping: bool = False
     problem: str | None = "starting: first health check not done"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
@@ -139,40 +141,39 @@ def usage_by_session(
     return out
 
 
-def is_fenced(status: dict[str, Any], db: DbView) -> bool:
+def is_fenced(status: StatusSnapshot, db: DbView) -> bool:
     """The syncer was told so on a write, or the stored epoch moved past ours."""
-    moved = bool(status["epoch"]) and db.epoch is not None and db.epoch != status["epoch"]
-    return bool(status["fenced"]) or moved
+    moved = bool(status.epoch) and db.epoch is not None and db.epoch != status.epoch
+    return bool(status.fenced) or moved
 
 
 def tree_problem(
-    status: dict[str, Any],
+    status: StatusSnapshot,
     db: DbView,
-    marker: dict[str, Any] | None,
+    marker: Marker | None,
     marker_error: str | None,
     now: float,
     unhealthy_after: float,
 ) -> str | None:
     """Why a tree is not ready (the first reason that applies), or None."""
-    label = status["label"]
-    if status["fenced"]:
-        return f"{label}: {status['fenced']}"
+    label = status.label
+    if status.fenced:
+        return f"{label}: {status.fenced}"
     if marker_error:
         return f"{label}: {marker_error}"
     if marker is None:
-        return f"{label}: no restore marker in {status['root']}; run `waha-sync restore` first"
+        return f"{label}: no restore marker in {status.root}; run `waha-sync restore` first"
     if not db.up:
         return f"{label}: database unreachable: {db.error}"
     if is_fenced(status, db):
-        return (
-            f"{label}: fenced: instance {status['instance']} was claimed by {db.holder} "
-            f"(epoch {db.epoch}); this sidecar holds epoch {status['epoch']}"
-        )
-    if status["stopped"]:
+        claimed = (db.holder, db.epoch) if db.holder is not None and db.epoch is not None else None
+        mine = f"this sidecar holds epoch {status.epoch}"
+        return f"{label}: {fenced_message(status.instance, claimed, mine)}"
+    if status.stopped:
         return f"{label}: stopped"
-    if status["compared_at"] is None:
+    if status.compared_at is None:
         return f"{label}: starting: first comparison with the database not finished"
-    since = status["failing_since"]
+    since = status.failing_since
     if since is not None and now - since > unhealthy_after:
-        return f"{label}: commits failing for {now - since:.0f}s: {status['last_error']}"
+        return f"{label}: commits failing for {now - since:.0f}s: {status.last_error}"
     return None

@@ -227,6 +227,8 @@ def test_json_logs(plain_db: DbTarget, tmp_path: Path) -> None:
     lines = [json.loads(line) for line in proc.stderr.splitlines()]
     assert {"time", "level", "component", "message"} <= set(lines[-1])
     assert any(line["component"] == "RESTORE" for line in lines)
+    done = next(line for line in lines if line["message"].startswith("claimed instance"))
+    assert (done["tree"], done["instance"]) == ("sessions", "default")
 
 
 def _env_without_url(db: DbTarget, **extra: str) -> dict[str, str]:

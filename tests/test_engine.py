@@ -108,7 +108,7 @@ def test_push_and_restore_a_generated_tree(store: MemoryStore, tmp_path: Path) -
     out = push(store, settings(root))
     scanned = files(root)
     assert out.report.commit_id == 1 and out.instance.epoch == 1
-    assert out.scanned == len(scanned) and out.report.uploaded == len(scanned)
+    assert out.scanned == len(scanned) and out.report.files_uploaded == len(scanned)
     assert out.report.pieces_written > 8 * 4  # the media file and the database, as pieces
     marker = read_marker(root)
     assert marker is not None and (marker.epoch, marker.commit_id) == (1, 1)
@@ -155,10 +155,10 @@ def test_ship_changes_and_restore_any_commit(
         )  # fmt: skip
     finally:
         pieced.close()
-    assert report.commit_id == 2 and report.deleted == 1 and report.gone == gone
-    assert report.uploaded == 3  # creds.json, new.json, the database
+    assert report.commit_id == 2 and report.files_deleted == 1 and report.deleted_paths == gone
+    assert report.files_uploaded == 3  # creds.json, new.json, the database
     assert 1 <= report.pieces_written <= 3  # the database's changed pages only
-    assert sorted(e.path for e in report.committed) == [
+    assert sorted(e.path for e in report.committed_entries) == [
         "default/alice/creds.json",
         "default/alice/new.json",
         SQLITE,
@@ -167,7 +167,7 @@ def test_ship_changes_and_restore_any_commit(
     clock.forward(1)
     (root / "default" / "media" / "photo.jpg").unlink()
     third = push(store, settings(root))
-    assert third.report.commit_id == 3 and third.report.deleted == 1
+    assert third.report.commit_id == 3 and third.report.files_deleted == 1
     states[3] = files(root)
     for cid, hours in ((1, 1.5), (2, 0.5), (3, 0.0)):
         at = clock.at - timedelta(hours=hours)
@@ -187,8 +187,8 @@ def test_a_restored_volume_ships_only_what_changed(store: MemoryStore, tmp_path:
     assert push(store, settings(pod)).report.commit_id is None  # the same tree
     (pod / "default" / "bob" / "creds.json").write_text('{"bob": 2}')
     again = push(store, settings(pod))
-    assert again.report.commit_id == 2 and again.report.uploaded == 1
-    assert again.report.unchanged == len(files(pod)) - 1
+    assert again.report.commit_id == 2 and again.report.files_uploaded == 1
+    assert again.report.files_unchanged == len(files(pod)) - 1
     # The old volume's marker is of epoch 1: fenced, and nothing is written.
     (root / "default" / "stale.json").write_text("{}")
     with pytest.raises(FencedError, match="epoch 2"):

@@ -215,6 +215,7 @@ def test_health_is_503_once_another_pod_claims_the_instance(db: DbTarget, tmp_pa
     _restored(db, tmp_path / "pod2")  # epoch 2; pod 1 is idle, yet its health must say so
     fenced = side.wait_http("/health", 503, timeout=10).json()
     assert "fenced: instance default was claimed by" in fenced["error"]
+    assert fenced["error"].endswith("(epoch 2); this sidecar holds epoch 1")  # one wording
     assert _metrics(side)["waha_sync_fenced{tree=sessions}"] == 1
     (first / "late.json").write_text("{}")
     assert side.wait(30) == 1

@@ -277,3 +277,25 @@ def test_force_takes_the_instance_and_leaves_a_marker(plain_db: DbTarget, tmp_pa
     rows = plain_db.sql("SELECT path FROM waha_sync_entries WHERE NOT deleted ORDER BY path")
     assert rows == [["creds.json"], ["more.json"]]
     assert plain_db.sql("SELECT epoch FROM waha_sync_instances") == [[1]]
+
+
+def test_json_log_lines_name_their_tree_and_instance(plain_db: DbTarget, tmp_path: Path) -> None:
+    root = _restored(plain_db, tmp_path / "vol")
+    side = SidecarProc(plain_db, root, tmp_path / "sidecar.log")
+    side.start("--log-format", "json").ready()
+    (root / "default" / "s1").mkdir(parents=True)
+    (root / "default" / "s1" / "creds.json").write_text('{"me": "json"}')
+    _wait_stored(plain_db, lambda got: "default/s1/creds.json" in got)
+    (root / "default" / "s1" / "bad.json").write_text('{"half-written')
+    side.wait_for("invalid JSON")
+    side.stop_ok()
+    lines = [json.loads(line) for line in side.log().splitlines()]
+    shipped = [x for x in lines if "shipped 1 changed path: commit" in x["message"]]
+    assert shipped, side.log()
+    assert shipped[0]["tree"] == "sessions" and shipped[0]["instance"] == "default"
+    assert shipped[0]["component"] == "SYNC"
+    skipped = next(x for x in lines if "skipped default/s1/bad.json" in x["message"])
+    assert (skipped["tree"], skipped["instance"]) == ("sessions", "default")
+    stopped = next(x for x in lines if "SIGTERM received" in x["message"])
+    assert "tree" not in stopped  # a process-wide line names no tree
+    assert list(shipped[0]) == ["time", "level", "component", "tree", "instance", "message"]

@@ -94,3 +94,33 @@ def test_restart_trusts_size_mtime_and_mode(plain_db: DbTarget, tmp_path: Path) 
     import hashlib
 
     assert sha == hashlib.sha256(b'{"a": 1}').hexdigest()  # ...without re-reading that file
+
+
+def test_events_and_comparisons_leave_files_out_alike(plain_db: DbTarget, tmp_path: Path) -> None:
+    """One classifier: a file left out after an event has the kind and reason a full
+    comparison gives it, and /metrics labels every kind as it always did."""
+    root = tmp_path / "vol"
+    sync = _syncer(plain_db, root)
+    sync.settings = sync.settings.model_copy(update={"max_file_bytes": 100})
+    _settle(sync)
+    (root / "big.bin").write_bytes(b"x" * 101)
+    (root / "half.json").write_text('{"half-written')
+    (root / "link.json").symlink_to("big.bin")
+    os.mkfifo(root / "pipe")
+    (root / "bad\udcff.json").write_text("{}")
+    _settle(sync)
+    by_event = dict(sync.status.skipped)
+    labels = {rel: s.kind.label for rel, s in by_event.items()}
+    assert labels == {
+        "big.bin": "too_big",
+        "half.json": "invalid_json",
+        "link.json": "not_regular",
+        "pipe": "not_regular",
+        "bad\\udcff.json": "bad_name",
+    }
+    compared = sync.status.compared_at
+    sync.next_full = 0.0  # the periodic comparison is due: every file classified by the scan
+    _settle(sync)
+    assert sync.status.compared_at != compared
+    assert sync.status.skipped == by_event
+    assert _stored(plain_db) == set()

@@ -22,7 +22,7 @@ from waha_sync.common.db.bulk import (
 )
 from waha_sync.common.db.database import Database, Tx
 from waha_sync.common.db.url import ConnParams
-from waha_sync.common.errors import FencedError, IntegrityError
+from waha_sync.common.errors import FencedError, IntegrityError, fenced_message
 from waha_sync.common.store import sql
 from waha_sync.common.store.base import CommitResult, GcBatch, Instance, StoredEntry
 from waha_sync.common.sync.content import EncodedBlob
@@ -433,9 +433,9 @@ def _check_window(path: str, rows: list[list[Any]], lo: int, hi: int) -> None:
 
 def _fenced(tx: Tx, name: str, epoch: int) -> NoReturn:
     now = tx.run(sql.INSTANCE, n=name)
-    who = f"{now[0][2]} (epoch {now[0][1]})" if now else "nobody (no lease row)"
+    claimed = (str(now[0][2]), int(now[0][1])) if now else None
     raise FencedError(
-        f"fenced: instance {name} was claimed by {who}; this writer holds epoch {epoch}",
+        fenced_message(name, claimed, f"this writer holds epoch {epoch}"),
         "run `waha-sync restore` again in this pod, or stop this writer",
     )
 

@@ -26,7 +26,8 @@ UPDATE waha_sync_instances SET last_commit = last_commit + 1
 WHERE instance = :n AND epoch = :e RETURNING last_commit
 """
 # Pages come back as one JSON array (one row): parsing it is one json.loads in
-# C, where a thousand rows would cost the driver ~10 µs each in Python.
+# C, where a thousand rows would each cost the driver Python work (restart times:
+# BENCHMARKS.md, "Sidecar restart with 100,000 known files").
 LIVE_PAGE = """
 SELECT coalesce(json_agg(json_build_array(e.path, e.sha256, e.size_bytes, e.mode, e.mtime_ns,
                                           e.mime, b.codec, b.stored_bytes, e.updated_at,

@@ -12,7 +12,7 @@ import os
 import socket
 from pathlib import Path
 
-from waha_sync.common.errors import FencedError, RefusedError
+from waha_sync.common.errors import FencedError, RefusedError, fenced_message
 from waha_sync.common.store.base import Instance, Store
 from waha_sync.common.sync.marker import Marker, read_marker
 
@@ -62,8 +62,11 @@ def authorise(
         )
     if ours and current is not None and marker is not None:
         raise FencedError(
-            f"fenced: instance {name} was claimed by {current.holder} (epoch {current.epoch}); "
-            f"this directory was restored at epoch {marker.epoch}",
+            fenced_message(
+                name,
+                (current.holder, current.epoch),
+                f"this directory was restored at epoch {marker.epoch}",
+            ),
             "restore again here to take the instance over, or stop the other writer",
         )
     has_data = current is not None and current.last_commit > 0

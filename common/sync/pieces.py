@@ -40,7 +40,7 @@ from waha_sync.common.errors import IntegrityError
 from waha_sync.common.store.base import Store, StoredEntry
 from waha_sync.common.sync.content import pack, unpack
 from waha_sync.common.sync.marker import MARKER_DIR
-from waha_sync.common.sync.scan import Candidate, Skipped
+from waha_sync.common.sync.scan import Candidate, SkipKind, Skipped, changing
 from waha_sync.common.sync.sqlite_follow import Snapshot, SqliteFollower
 
 log = logging.getLogger("waha_sync.sync")
@@ -51,8 +51,8 @@ INLINE_PIECES = 128  # fewer pieces than this are hashed and compressed in the c
 PIECE_TARGET = 4096  # SQLite: the smallest piece, in bytes (a page when pages are larger)
 FILE_PIECE_BYTES = 256 * 1024  # other files: under the 512 KiB value limit when stored raw
 PIECED_MIN_BYTES = 8 * 1024 * 1024  # other files from this size on are stored as pieces
-# Raw bytes of pieces held, encoded and sent at once (push of a 256 MiB database: peak RSS
-# 110 MB with 8 MiB groups, 67 MB with 2 MiB).
+# Raw bytes of pieces held, encoded and sent at once: smaller groups, lower peak memory
+# (push and restore memory of a large database: BENCHMARKS.md, "Large, busy SQLite").
 GROUP_BYTES = 2 * 1024 * 1024
 DIGEST = 32
 SCRATCH_DIR = "scratch"
@@ -249,7 +249,7 @@ def upload_pieced(
             source, size, page_size = c.path, c.size, FILE_PIECE_BYTES
             pb, pages = FILE_PIECE_BYTES, None
     except sqlite3.Error as exc:
-        return Skipped(c.rel, f"SQLite snapshot failed ({exc})")
+        return Skipped(c.rel, SkipKind.SQLITE_SNAPSHOT, f"SQLite snapshot failed ({exc})")
     base = _stored_list(writer.store, writer.instance, stored, files.lists.get(c.rel))
     if base is not None and base.piece_bytes != pb:
         base = None  # the page size changed: every piece is new
@@ -267,7 +267,7 @@ def upload_pieced(
         raise
     try:
         if not sqlite and _moved(fd, c):
-            return Skipped(c.rel, "kept changing while being read; will retry")
+            return changing(c.rel)
         for group in _groups(_indexes(base, size, pb, page_size, pages), pb):
             pieces = [(i, _read_piece(fd, i, pb, size)) for i in group]
             hashed = _mapped(_hash_all, pieces, pool)
@@ -285,9 +285,9 @@ def upload_pieced(
                 writer.put(c.rel, rows)
                 written += len(rows)
         if not sqlite and _moved(fd, c):
-            return Skipped(c.rel, "kept changing while being read; will retry")
+            return changing(c.rel)
     except _Changing:
-        return Skipped(c.rel, "kept changing while being read; will retry")
+        return changing(c.rel)
     finally:
         os.close(fd)
     sha = list_digest(digests)

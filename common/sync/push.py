@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from waha_sync.common.config.settings import Settings
+from waha_sync.common.logs import log_fields
 from waha_sync.common.store.base import Instance, Store, StoredEntry
 from waha_sync.common.sync.claims import authorise, holder_name
 from waha_sync.common.sync.marker import Marker, write_marker
@@ -36,7 +37,12 @@ class PushOutcome:
 
 def push(store: Store, settings: Settings, *, force: bool = False) -> PushOutcome:
     """Scan ``settings.sessions_dir`` (an existing folder) and ship every difference as one
-    commit."""
+    commit; its log lines name the sessions tree and the instance."""
+    with log_fields(tree="sessions", instance=settings.instance):
+        return _push(store, settings, force=force)
+
+
+def _push(store: Store, settings: Settings, *, force: bool) -> PushOutcome:
     root = settings.sessions_dir
     name = settings.instance
     instance, marker, database = authorise(
@@ -70,7 +76,7 @@ def push(store: Store, settings: Settings, *, force: bool = False) -> PushOutcom
     finally:
         pieced.close()
     report.skipped[:0] = found.skipped
-    report.seconds = time.monotonic() - started
+    report.elapsed_seconds = time.monotonic() - started
     for s in report.skipped:
         (log.debug if s.quiet else log.info)("skipped %s: %s", s.rel, s.reason)
     last = report.commit_id or instance.last_commit

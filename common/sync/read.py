@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from waha_sync.common.sync.scan import Candidate, Skipped
+from waha_sync.common.sync.scan import Candidate, SkipKind, Skipped, changing, unreadable
 
 SQLITE_MIME = "application/vnd.sqlite3"
 QUIET_NS = 200_000_000  # a file must be this long unmodified before it is read
@@ -83,21 +83,16 @@ def read_version(c: Candidate, json_retry_seconds: float = 0.5) -> FileVersion |
         except FileNotFoundError:
             raise Vanished(c.rel) from None
         except _Unstable:
-            return Skipped(c.rel, "kept changing while being read; will retry")
+            return changing(c.rel)
         except OSError as exc:
             return unreadable(c.rel, exc)
         if not c.rel.endswith(".json") or _valid_json(data):
             mode = st.st_mode & 0o7777
             return FileVersion(c.rel, data, len(data), st.st_mtime_ns, mode)
         if time.monotonic() >= deadline:
-            return Skipped(c.rel, "invalid JSON (half-written?); the stored version is kept")
+            why = "invalid JSON (half-written?); the stored version is kept"
+            return Skipped(c.rel, SkipKind.INVALID_JSON, why)
         time.sleep(0.1)
-
-
-def unreadable(rel: str, exc: OSError) -> Skipped:
-    if isinstance(exc, PermissionError):
-        return Skipped(rel, "unreadable (permission denied)")
-    return Skipped(rel, f"unreadable ({exc.strerror})")
 
 
 def _valid_json(data: bytes) -> bool:

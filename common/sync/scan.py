@@ -14,6 +14,7 @@ import re
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from fnmatch import fnmatchcase, translate
 from pathlib import Path
 
@@ -33,13 +34,70 @@ class Candidate:
     mode: int
 
 
+class SkipKind(Enum):
+    """Why a file or folder is left out, as a kind; ``label`` is its /metrics ``reason``."""
+
+    TOO_BIG = "too_big"  # over --max-file-bytes or --max-sqlite-bytes
+    INVALID_JSON = "invalid_json"  # a .json file that does not parse (half-written?)
+    UNREADABLE = "unreadable"  # cannot be stat'ed, opened or read
+    UNREADABLE_FOLDER = "unreadable_folder"  # its files are unknown, not gone
+    EXCLUDED = "excluded"  # matched an exclude pattern
+    NOT_REGULAR = "not_regular"  # a symlink, socket, FIFO or device
+    BAD_NAME = "bad_name"  # the name is not valid UTF-8
+    SQLITE_SNAPSHOT = "sqlite_snapshot"  # SQLite could not snapshot the database
+    CHANGING = "changing"  # kept changing while being read; retried later
+
+    @property
+    def label(self) -> str:
+        """The ``reason`` label of ``waha_sync_skipped_files`` (folders count as unreadable)."""
+        return "unreadable" if self is SkipKind.UNREADABLE_FOLDER else self.value
+
+
 @dataclass(frozen=True)
 class Skipped:
-    """A file or folder that is not stored this time, and why."""
+    """A file or folder that is not stored this time: its kind, and why in words."""
 
     rel: str
+    kind: SkipKind
     reason: str
     quiet: bool = False
+
+
+def changing(rel: str) -> Skipped:
+    """A file that kept changing while it was read (the next round tries again)."""
+    return Skipped(rel, SkipKind.CHANGING, "kept changing while being read; will retry")
+
+
+def unreadable(rel: str, exc: OSError) -> Skipped:
+    """A file that could not be opened or read."""
+    if isinstance(exc, PermissionError):
+        return Skipped(rel, SkipKind.UNREADABLE, "unreadable (permission denied)")
+    return Skipped(rel, SkipKind.UNREADABLE, f"unreadable ({exc.strerror})")
+
+
+def cannot_stat(rel: str, exc: OSError) -> Skipped:
+    """A path that is there but cannot be looked at (its folder is not searchable)."""
+    return Skipped(rel, SkipKind.UNREADABLE, f"cannot stat ({exc.strerror})")
+
+
+def bad_name(rel: str) -> Skipped:
+    """A path whose name is not valid UTF-8, shown with backslash escapes."""
+    shown = rel.encode("utf-8", "backslashreplace").decode()
+    return Skipped(shown, SkipKind.BAD_NAME, "name is not valid UTF-8")
+
+
+def classify(rel: str, path: str, st: os.stat_result, limits: Limits) -> Candidate | Skipped:
+    """What to do with the file ``rel`` (at ``path``, ``st`` from lstat, not a folder):
+    store it, or leave it out and why. The one decision scan and the sidecar share;
+    reads the header only of files over a limit."""
+    if stat.S_ISLNK(st.st_mode):
+        return Skipped(rel, SkipKind.NOT_REGULAR, "symlink (links are not followed or stored)")
+    if not stat.S_ISREG(st.st_mode):
+        return Skipped(rel, SkipKind.NOT_REGULAR, "not a regular file")
+    too_large = limits.over(rel, path, st.st_size)
+    if too_large is not None:
+        return too_large
+    return Candidate(rel, path, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
 
 
 @dataclass
@@ -113,21 +171,21 @@ class Limits:
     file_bytes: int
     sqlite_bytes: int | None = None
 
-    def over(self, path: str, size: int) -> str | None:
-        """Why a file of ``size`` bytes is too large (or unreadable), or None; reads the
-        header only of files over a limit."""
+    def over(self, rel: str, path: str, size: int) -> Skipped | None:
+        """Why the file ``rel`` of ``size`` bytes is too large (or unreadable), or None;
+        reads the header only of files over a limit."""
         if size <= min(self.file_bytes, self.sqlite_bytes or self.file_bytes):
             return None
         try:
             limit = self.sqlite_bytes if is_sqlite(path) else self.file_bytes
         except OSError as exc:
-            return f"cannot read ({exc.strerror})"
+            return Skipped(rel, SkipKind.UNREADABLE, f"cannot read ({exc.strerror})")
         if limit is None or size <= limit:
             return None
         shown, most = fmt_bytes(size), fmt_bytes(limit)
         if shown == most:
             shown, most = f"{size} B", f"{limit} B"
-        return f"{shown} > limit {most}"
+        return Skipped(rel, SkipKind.TOO_BIG, f"{shown} > limit {most}")
 
 
 def is_sqlite(path: str) -> bool:
@@ -152,39 +210,35 @@ def _walk(folder: Path, prefix: str, ex: Excluder, limits: Limits, out: ScanResu
     try:
         entries = list(os.scandir(folder))
     except OSError as exc:
-        out.skipped.append(
-            Skipped(prefix.rstrip("/") or ".", f"unreadable folder ({exc.strerror})")
-        )
+        shown = prefix.rstrip("/") or "."
+        kind = SkipKind.UNREADABLE_FOLDER
+        out.skipped.append(Skipped(shown, kind, f"unreadable folder ({exc.strerror})"))
         return
     for entry in entries:
-        try:
-            entry.name.encode("utf-8")
-        except UnicodeEncodeError:
-            shown = prefix + entry.name.encode("utf-8", "backslashreplace").decode()
-            out.skipped.append(Skipped(shown, "name is not valid UTF-8"))
-            continue
         rel = prefix + entry.name
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:
+            out.skipped.append(bad_name(rel))
+            continue
         pattern = ex.match(rel)
         if pattern is not None:
             quiet = pattern in ALWAYS_EXCLUDED
-            out.skipped.append(Skipped(rel, f"excluded by {pattern!r}", quiet))
+            out.skipped.append(Skipped(rel, SkipKind.EXCLUDED, f"excluded by {pattern!r}", quiet))
             continue
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError as exc:
-            out.skipped.append(Skipped(rel, f"cannot stat ({exc.strerror})"))
+            out.skipped.append(cannot_stat(rel, exc))
             continue
-        if stat.S_ISLNK(st.st_mode):
-            out.skipped.append(Skipped(rel, "symlink (links are not followed or stored)"))
-        elif stat.S_ISDIR(st.st_mode):
+        if stat.S_ISDIR(st.st_mode):
             _walk(Path(entry.path), rel + "/", ex, limits, out)
-        elif not stat.S_ISREG(st.st_mode):
-            out.skipped.append(Skipped(rel, "not a regular file"))
-        elif (too_large := limits.over(entry.path, st.st_size)) is not None:
-            out.skipped.append(Skipped(rel, too_large))
+            continue
+        got = classify(rel, entry.path, st, limits)
+        if isinstance(got, Candidate):
+            out.candidates.append(got)
         else:
-            mode = stat.S_IMODE(st.st_mode)
-            out.candidates.append(Candidate(rel, entry.path, st.st_size, st.st_mtime_ns, mode))
+            out.skipped.append(got)
 
 
 def deletions(found: ScanResult, stored: Iterable[str], excluder: Excluder) -> list[str]:
@@ -194,7 +248,7 @@ def deletions(found: ScanResult, stored: Iterable[str], excluder: Excluder) -> l
     stored versions.
     """
     present = found.present
-    unread = tuple(s.rel + "/" for s in found.skipped if s.reason.startswith("unreadable folder"))
+    unread = tuple(s.rel + "/" for s in found.skipped if s.kind is SkipKind.UNREADABLE_FOLDER)
     return [
         p
         for p in stored

@@ -31,9 +31,8 @@ from waha_sync.common.sync.read import (
     FileVersion,
     Vanished,
     read_version,
-    unreadable,
 )
-from waha_sync.common.sync.scan import Candidate, Skipped, fmt_bytes, is_sqlite
+from waha_sync.common.sync.scan import Candidate, Skipped, fmt_bytes, is_sqlite, unreadable
 from waha_sync.common.words import plural
 
 log = logging.getLogger("waha_sync.sync")
@@ -44,20 +43,24 @@ TASK_FILES = 64  # files per read task
 
 @dataclass
 class ShipReport:
-    """What one shipment did; ``commit_id`` is None when there was nothing to commit."""
+    """What one shipment did; ``commit_id`` is None when there was nothing to commit.
 
-    uploaded: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-    skipped: list[Skipped] = field(default_factory=list)
-    vanished: list[str] = field(default_factory=list)
-    bytes_raw: int = 0
-    bytes_stored: int = 0
+    ``files_*`` are counts of files, ``*_bytes`` byte counts, ``*_entries`` and
+    ``*_paths`` the files themselves.
+    """
+
+    files_uploaded: int = 0  # changed files whose new version was uploaded
+    files_unchanged: int = 0  # files found as stored (by stat, or read and compared)
+    files_deleted: int = 0  # deletions the commit recorded (tombstones)
+    skipped: list[Skipped] = field(default_factory=list)  # files left out, with the reason
+    vanished_paths: list[str] = field(default_factory=list)  # gone while being read
+    raw_bytes: int = 0  # uncompressed size of the uploaded files
+    stored_bytes: int = 0  # what the new content takes in the database (compressed)
     commit_id: int | None = None
-    seconds: float = 0.0
-    committed: list[StoredEntry] = field(default_factory=list)  # new versions recorded
-    same: list[StoredEntry] = field(default_factory=list)  # read: content as stored
-    gone: list[str] = field(default_factory=list)  # paths recorded as deleted
+    elapsed_seconds: float = 0.0  # wall time of the shipment (monotonic clock)
+    committed_entries: list[StoredEntry] = field(default_factory=list)  # new versions recorded
+    unchanged_entries: list[StoredEntry] = field(default_factory=list)  # read: as stored
+    deleted_paths: list[str] = field(default_factory=list)  # paths recorded as deleted
     pieces_written: int = 0  # pieces of large files uploaded (changed pieces only)
 
 
@@ -148,7 +151,7 @@ def ship(
     report = ShipReport()
     changed: list[StoredEntry] = []
     todo = [c for c in candidates if not unchanged_by_stat(c, stored.get(c.rel))]
-    report.unchanged = len(candidates) - len(todo)
+    report.files_unchanged = len(candidates) - len(todo)
     writer = PieceWriter(store, instance, epoch)
     big: list[_Pieced] = []
     uploads: list[PiecedUpload] = []
@@ -168,32 +171,32 @@ def ship(
                     on_group()
                 (log.info if len(todo) > group_files else log.debug)(
                     "uploaded %d of %s so far (%s raw)",
-                    report.uploaded,
+                    report.files_uploaded,
                     plural(len(todo), "changed file"),
-                    fmt_bytes(report.bytes_raw),
+                    fmt_bytes(report.raw_bytes),
                 )
             pending = nxt
         for p in big:
             _ship_pieced(p, writer, pieced, stored, pool, report, changed, uploads)
             if on_group is not None:
                 on_group()
-    gone = [p for p in report.vanished if p in stored] + list(deleted)
+    gone = [p for p in report.vanished_paths if p in stored] + list(deleted)
     if changed or gone:
         pieces_for = writer.begin() if any(e.piece_bytes for e in changed) else None
         result = store.commit(instance, epoch, holder, changed, gone, pieces_for)
         report.commit_id = result.commit_id
-        report.deleted = result.files_deleted
-        report.committed = [
+        report.files_deleted = result.files_deleted
+        report.committed_entries = [
             replace(e, commit_id=result.commit_id) if e.piece_bytes else e for e in changed
         ]
-        report.gone = gone
+        report.deleted_paths = gone
     for u in uploads:  # stored now: the next ship builds on these lists
         pieced.lists[u.entry.path] = u.pieces
         if u.snapshot is not None:
             pieced.followers[u.entry.path].acknowledge(u.snapshot)
-    for rel in (*report.vanished, *gone):
+    for rel in (*report.vanished_paths, *gone):
         pieced.forget(rel)
-    report.seconds = time.monotonic() - started
+    report.elapsed_seconds = time.monotonic() - started
     return report
 
 
@@ -212,20 +215,20 @@ def _ship_pieced(
     try:
         got = upload_pieced(writer, files, c, old, mime_of(c.rel, p.sqlite), p.sqlite, pool)
     except FileNotFoundError:
-        report.vanished.append(c.rel)
+        report.vanished_paths.append(c.rel)
         return
     if isinstance(got, Skipped):
         report.skipped.append(got)
         return
     uploads.append(got)
     if not got.changed and old is not None:
-        report.unchanged += 1
-        report.same.append(replace(got.entry, commit_id=old.commit_id))
+        report.files_unchanged += 1
+        report.unchanged_entries.append(replace(got.entry, commit_id=old.commit_id))
         return
     changed.append(got.entry)
-    report.uploaded += 1
-    report.bytes_raw += got.entry.size_bytes
-    report.bytes_stored += got.bytes_stored
+    report.files_uploaded += 1
+    report.raw_bytes += got.entry.size_bytes
+    report.stored_bytes += got.bytes_stored
     report.pieces_written += got.pieces_written
 
 
@@ -240,18 +243,18 @@ def _upload(
         if isinstance(r, Skipped):
             report.skipped.append(r)
         elif isinstance(r, str):
-            report.vanished.append(r)
+            report.vanished_paths.append(r)
         elif isinstance(r, _Pieced):
             raise AssertionError("pieced files are shipped apart")
         elif r.blob is None:
-            report.unchanged += 1
-            report.same.append(r.entry)
+            report.files_unchanged += 1
+            report.unchanged_entries.append(r.entry)
         else:
             blobs[r.entry.sha256] = r.blob
             changed.append(r.entry)
-            report.uploaded += 1
-            report.bytes_raw += r.entry.size_bytes
+            report.files_uploaded += 1
+            report.raw_bytes += r.entry.size_bytes
     missing = store.missing_blobs(blobs)
     fresh = [blobs[s] for s in sorted(missing)]
     store.put_blobs(fresh)
-    report.bytes_stored += sum(b.stored_bytes for b in fresh)
+    report.stored_bytes += sum(b.stored_bytes for b in fresh)

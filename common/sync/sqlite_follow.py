@@ -107,7 +107,7 @@ Cost and memory
     page plus the caller's comparison of every page. When bridging needs more
     than ``BRIDGE_RATIO`` x pages frames verified (for example the log of a
     ``VACUUM`` followed by a restart) the full sync is cheaper, and is made
-    (ratio measured: see ``BRIDGE_RATIO``). Within one generation it never
+    (why that ratio: see ``BRIDGE_RATIO``). Within one generation it never
     is: a full sync replays that generation's frames as well.
 """
 
@@ -129,13 +129,14 @@ from waha_sync.common.sync.wal import (
 )
 
 # More distinct changed pages than this since the last acknowledgement: report None
-# (compare all). Bounds memory (a set of 65,536 ints is about 4 MB), whatever the size.
+# (compare all). Bounds the set's memory, whatever the size of the database.
 MAX_CHANGED_PAGES = 65_536
 # A bridge over a log restart verifies at most this fraction of the database's pages
-# in frames before a full sync is preferred. Measured (2-core VM, 4 KiB pages, 150 MiB):
-# verifying and applying a frame ~230 us CPU; a full sync (backup + quick_check) ~12 us
-# per page (0.44-0.51 s), to which the caller adds a compare of every page. Break-even
-# is near 7% of the pages; 5% leaves margin for the caller's cheaper incremental work.
+# in frames before a full sync is preferred: verifying and applying a frame costs far
+# more CPU than copying a page in a full sync (backup + quick_check), but the caller then
+# compares every page; the ratio sits a little under the break-even of the two, leaving
+# margin for the caller's cheaper incremental work (the follower's CPU: BENCHMARKS.md,
+# "Large, busy SQLite").
 BRIDGE_RATIO = 0.05
 BRIDGE_MIN_FRAMES = 2_000
 FULL_SYNC_ATTEMPTS = 5

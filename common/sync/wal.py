@@ -67,8 +67,9 @@ def checksum(data: bytes, s0: int, s1: int, big_endian: bool) -> tuple[int, int]
     ``v = (s0, s1)`` going to ``M v + (a, a + b)`` with ``M = [[1, 1], [1, 2]]``. So
     after n pairs ``v = M**n v + sum(M**(n-1-k) (a_k, a_k + b_k))``: two weighted sums
     over the words with weights from powers of ``M``, which numpy takes in C (wrapping
-    uint64 arithmetic keeps every result right mod 2**32). About 15 times faster than
-    the loop in CPython, and the follower's hot path is this checksum.
+    uint64 arithmetic keeps every result right mod 2**32) instead of a loop in CPython:
+    the follower's hot path is this checksum (its CPU cost: BENCHMARKS.md, "Large, busy
+    SQLite").
     """
     words = np.frombuffer(data, dtype=">u4" if big_endian else "<u4").astype(np.uint64)
     w = _weights(len(words) // 2)
