@@ -59,6 +59,15 @@ def fenced_message(instance: str, claimed: tuple[str, int] | None, mine: str) ->
     return f"fenced: instance {instance} was claimed by {who}; {mine}"
 
 
+def writer_fenced(instance: str, claimed: tuple[str, int] | None, epoch: int) -> FencedError:
+    """The error a store raises for a write under ``epoch`` after the instance was claimed
+    anew (``claimed``: the lease now, as in ``fenced_message``)."""
+    return FencedError(
+        fenced_message(instance, claimed, f"this writer holds epoch {epoch}"),
+        "run `waha-sync restore` again in this pod, or stop this writer",
+    )
+
+
 class UnsafePathError(WahaSyncError):
     """A stored path would be written outside the target directory."""
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
-from waha_sync.common.errors import FencedError, IntegrityError
+from waha_sync.common.errors import IntegrityError, writer_fenced
 from waha_sync.common.store.base import CommitResult, GcBatch, Instance, StoredEntry
 from waha_sync.common.sync.content import EncodedBlob
 
@@ -174,11 +174,7 @@ class MemoryStore:
 
     def _fenced(self, name: str, epoch: int) -> NoReturn:
         now = self._instances.get(name)
-        who = f"{now.holder} (epoch {now.epoch})" if now else "nobody (no lease row)"
-        raise FencedError(
-            f"fenced: instance {name} was claimed by {who}; this writer holds epoch {epoch}",
-            "run `waha-sync restore` again in this pod, or stop this writer",
-        )
+        raise writer_fenced(name, (now.holder, now.epoch) if now else None, epoch)
 
     def _fence(self, name: str, epoch: int) -> int:
         """The instance's last commit; ``FencedError`` if ``epoch`` is not the instance's."""
