@@ -20,10 +20,10 @@ KNOWN_SHOWN = 20  # instances named in the "unknown instance" error
 
 def known_instances(db: Database) -> list[str]:
     """The instances the database knows, by name (media trees end in ``/media``)."""
-    rows = db.transaction(
-        lambda tx: tx.run("SELECT instance FROM waha_sync_instances ORDER BY instance")
+    names = db.transaction(
+        lambda tx: tx.values("SELECT instance FROM waha_sync_instances ORDER BY instance")
     )
-    return [str(r[0]) for r in rows]
+    return [str(name) for name in names]
 
 
 def run_ls(settings: Settings, args: argparse.Namespace) -> int:
