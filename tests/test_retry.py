@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import pytest
 
+from waha_sync.common.config.settings import Settings
 from waha_sync.common.db.database import CONNECT_RETRY, TRANSACTION_RETRY, Database
 from waha_sync.common.db.retry import RetryPolicy
 from waha_sync.common.db.url import parse_url
 from waha_sync.common.errors import DatabaseUnavailable
-from waha_sync.sidecar.tree_sync import OUTAGE_RETRY
+from waha_sync.common.store.postgres import open_pg_store
+from waha_sync.sidecar.tree_sync import OUTAGE_RETRY, TreeSync
 
 
 def test_bounds_double_from_the_base_up_to_the_cap() -> None:
@@ -66,3 +69,23 @@ def test_waiting_for_the_database_tries_again_until_the_timeout(
     counted = RetryPolicy(attempts=2, base_seconds=0.01, cap_seconds=0.01)
     with pytest.raises(DatabaseUnavailable, match="gave up after 2 attempts"):
         db.wait_until_ready(30.0, retry=counted)
+
+
+def test_a_tree_in_an_outage_retries_within_the_policy(tmp_path: Path) -> None:
+    root = tmp_path / "vol"
+    root.mkdir()
+    settings = Settings(sessions_dir=root, debounce_seconds=0.05, max_delay_seconds=0.5)
+    down = parse_url("postgresql://u:pw@127.0.0.1:1/db?connect_timeout=1")  # refused at once
+    sync = TreeSync(settings, open_pg_store(down, 0.0, "sync"), "sessions", force=False)
+    for failures in range(1, 8):
+        now = max(time.monotonic(), sync.retry_at)  # due: the wait itself is not the point
+        sync.step(now)
+        assert sync.failures == failures and sync.status.failing_since is not None
+        assert now <= sync.retry_at <= now + OUTAGE_RETRY.bound_seconds(failures)
+        if sync.retry_at > now:
+            sync.step(now)  # not due yet: nothing is tried
+            assert sync.failures == failures
+    began = time.monotonic()
+    assert sync.flush(began + 2.5) is False  # the final flush tries until its deadline
+    assert 2.3 <= time.monotonic() - began < 4.0
+    assert sync.failures > 8

@@ -46,7 +46,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 # A transaction rerun on 40001 or a dropped connection: 12 tries, waits up to 20 ms, 40 ms, ...
-# capped at 1 s (about 6 s of waiting at most; CockroachDB's own clients retry as briskly).
+# capped at 1 s (6.3 s of waiting at most).
 TRANSACTION_RETRY = RetryPolicy(attempts=12, base_seconds=0.02, cap_seconds=1.0)
 # Waiting for the database at start (``wait_until_ready``): until the caller's timeout,
 # waits up to 1.5 s, 3 s, then 5 s each, one log line per try.
