@@ -67,6 +67,10 @@ def is_connection_error(exc: BaseException) -> bool:
     return code is not None and (code.startswith("08") or code in {"57P01", "57P02", "57P03"})
 
 
+# (statement, column names) pairs whose names were checked once (Tx.named).
+_NAMES_CHECKED: set[tuple[str, tuple[str, ...]]] = set()
+
+
 @functools.cache
 def _reader(make: Callable[..., R]) -> tuple[tuple[str, ...], Callable[[list[Any]], R]]:
     """(field names in order, row -> record) for a NamedTuple or dataclass ``make``.
@@ -101,20 +105,23 @@ class Tx:
 
     def records(self, sql: str, make: Callable[..., R], /, **params: Any) -> list[R]:
         """The result rows as ``make`` records (a NamedTuple or dataclass) read by name: the
-        statement's column names must be ``make``'s field names, in order (checked once per
-        statement, so it costs next to nothing per row). Raises ``TypeError`` if they differ.
+        statement's column names must be ``make``'s field names, in order (checked the first
+        time a statement returns rows, so it costs nothing per row). Raises ``TypeError`` if
+        they differ.
         """
         fields, read = _reader(make)
         return list(map(read, self.named(sql, fields, **params)))
 
     def named(self, sql: str, names: tuple[str, ...], /, **params: Any) -> list[list[Any]]:
-        """The result rows as ``run`` returns them, once the statement's column names are
-        checked to be ``names`` (in order): for hot paths that unpack each row into
-        variables of those names. Raises ``TypeError`` if they differ."""
+        """The result rows as ``run`` returns them, the statement's column names checked to be
+        ``names`` (in order; the first time it returns rows): for hot paths that unpack each
+        row into variables of those names. Raises ``TypeError`` if they differ."""
         rows = self.run(sql, **params)
-        if rows and (found := self.columns()) != names:
-            statement = " ".join(sql.split())[:60]
-            raise TypeError(f"expected the columns {names}, got {found} from: {statement}")
+        if rows and (sql, names) not in _NAMES_CHECKED:
+            if (found := self.columns()) != names:
+                statement = " ".join(sql.split())[:60]
+                raise TypeError(f"expected the columns {names}, got {found} from: {statement}")
+            _NAMES_CHECKED.add((sql, names))  # a statement's columns never change
         return rows
 
     def value(self, sql: str, /, **params: Any) -> Any:
