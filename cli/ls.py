@@ -41,10 +41,10 @@ def options(args: argparse.Namespace) -> Options:
 
 def known_instances(db: Database) -> list[str]:
     """The instances the database knows, by name (media trees end in ``/media``)."""
-    rows = db.transaction(
-        lambda tx: tx.run("SELECT instance FROM waha_sync_instances ORDER BY instance")
+    names = db.transaction(
+        lambda tx: tx.values("SELECT instance FROM waha_sync_instances ORDER BY instance")
     )
-    return [str(r[0]) for r in rows]
+    return [str(name) for name in names]
 
 
 def run(settings: Settings, options: Options) -> int:

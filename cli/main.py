@@ -20,7 +20,7 @@ from waha_sync.cli.command import Command, require_folder
 from waha_sync.cli.local import embedded_database
 from waha_sync.common.config.flags import add_setting_flags, load_settings, start_warnings
 from waha_sync.common.config.settings import Settings
-from waha_sync.common.db.database import sqlstate
+from waha_sync.common.db.sqlstate import sqlstate
 from waha_sync.common.errors import WahaSyncError
 from waha_sync.common.logs import scrub, setup_logging
 

@@ -5,8 +5,8 @@ changed since the restore or the last commit ships, what disappeared is tombston
 files whose size, mtime and mode match what was shipped are not read again. Then only
 changed paths are read, in batches of what is ready at the same moment, one commit each,
 through the same ``ship`` as ``push``; a periodic comparison (against memory) catches
-missed events. During an outage the changed paths are kept (bounded) and retried with
-capped backoff. ``FencedError`` ends the tree's work for good: another holder owns it.
+missed events. During an outage the changed paths are kept (bounded) and retried
+(``OUTAGE_RETRY``). ``FencedError`` ends the tree's work for good: another holder owns it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from waha_sync.common.config.settings import Settings
+from waha_sync.common.db.retry import RetryPolicy
 from waha_sync.common.errors import (
     ConfigError,
     FencedError,
@@ -48,8 +49,10 @@ from waha_sync.sidecar.status import TreeStatus, error_kind
 from waha_sync.sidecar.watch import TreeWatcher
 
 log = logging.getLogger("waha_sync.sync")
-BACKOFF_FIRST = 0.5
-BACKOFF_CAP = 10.0
+# A tree whose sync failed (database or I/O) tries again after waits of up to 0.5 s, 1 s,
+# 2 s, ... capped at 10 s, for as long as the outage lasts.
+OUTAGE_RETRY = RetryPolicy(attempts=None, base_seconds=0.5, cap_seconds=10.0)
+FLUSH_WAIT_S = 1.0  # the longest wait between two tries of the final flush
 # Smaller upload groups than a one-shot push: a long-running process keeps the heap its
 # biggest batch needed (its memory: BENCHMARKS.md, "Sidecar: latency, idle cost, memory").
 GROUP_FILES = 500
@@ -73,8 +76,8 @@ class TreeSync:
         self.holder = holder_name("sidecar")
         self.status = TreeStatus(label, os.path.abspath(self.root), self.name)  # noqa: PTH100 - normalised, links kept
         self.next_full = 0.0
-        self.retry_at = 0.0
-        self.backoff = BACKOFF_FIRST
+        self.retry_at = 0.0  # monotonic; no step before it (an outage's retry)
+        self.failures = 0  # steps failed in a row
         self.stopping = False  # in the final flush
 
     # -- the loop's questions -------------------------------------------------
@@ -275,13 +278,13 @@ class TreeSync:
                 self.label,
                 reason,
                 plural(len(self.pending), "changed path"),
-                BACKOFF_CAP,
+                OUTAGE_RETRY.cap_seconds,
             )
         else:
             log.debug("%s: still failing: %s", self.label, reason)
         self.status.error(error_kind(exc), reason)
-        self.retry_at = now + self.backoff
-        self.backoff = min(self.backoff * 2, BACKOFF_CAP)
+        self.failures += 1
+        self.retry_at = now + OUTAGE_RETRY.delay_seconds(self.failures)
 
     def _succeeded(self, now: float) -> None:
         if self.status.failing_since is not None:
@@ -291,7 +294,7 @@ class TreeSync:
                 time.time() - self.status.failing_since,
             )
             self.status.failing_since = None
-        self.backoff = BACKOFF_FIRST
+        self.failures = 0
         self.retry_at = 0.0
         self.status.pending = len(self.pending)
 
@@ -300,16 +303,19 @@ class TreeSync:
         """Ship everything pending now, retrying until ``deadline``; False if that failed.
 
         Events queued meanwhile (a writer's last words) are taken too, until a
-        round finds nothing new.
+        round finds nothing new. A failed round waits as ``OUTAGE_RETRY`` says, at most
+        ``FLUSH_WAIT_S``; only rounds that shipped count towards ``FLUSH_ROUNDS``.
         """
         self.stopping = True
-        for _ in range(FLUSH_ROUNDS):
+        rounds = 0
+        while rounds < FLUSH_ROUNDS:
             now = time.monotonic()
             self.collect(now)
             self.pending.put_back(self.pending.take_all(), now)  # all due at once
             self.retry_at = 0.0
             self.step(now)
             if self.status.failing_since is None and self.known is not None:
+                rounds += 1
                 self.collect(time.monotonic())
                 if not len(self.pending) and not self.watcher.rescan_needed:
                     return True
@@ -317,5 +323,5 @@ class TreeSync:
             left = deadline - time.monotonic()
             if left <= 0.1:
                 return False
-            time.sleep(min(self.backoff, 1.0, left - 0.1))
+            time.sleep(max(0.0, min(self.retry_at - now, FLUSH_WAIT_S, left - 0.1)))
         return not len(self.pending)

@@ -9,8 +9,10 @@ import pg8000.exceptions
 import pytest
 
 from tests.support.dbtarget import DbTarget
-from waha_sync.common.db.database import Database, RetryPolicy, Tx, server_kind, sqlstate
+from waha_sync.common.db.database import Database, Tx, server_kind
+from waha_sync.common.db.retry import RetryPolicy
 from waha_sync.common.db.schema import LATEST, migrate, schema_version
+from waha_sync.common.db.sqlstate import sqlstate
 from waha_sync.common.db.url import parse_url
 from waha_sync.common.errors import DatabaseUnavailable, FencedError
 from waha_sync.common.store.base import StoredEntry

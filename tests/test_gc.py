@@ -17,7 +17,8 @@ import pytest
 from tests.support.dbtarget import DbTarget, backdate
 from tests.support.podsim import SidecarProc, wait_until
 from tests.support.wahatree import tree_digest
-from waha_sync.common.db.database import Database, RetryPolicy
+from waha_sync.common.db.database import Database
+from waha_sync.common.db.retry import RetryPolicy
 from waha_sync.common.db.schema import LATEST, migrate, schema_version
 from waha_sync.common.db.url import parse_url
 from waha_sync.common.store.base import GcBatch, StoredEntry

@@ -20,7 +20,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.support.dbtarget import CHAOS_RATE
-from waha_sync.common.db.database import Database, RetryPolicy, Tx
+from waha_sync.common.db.database import Database, Tx
+from waha_sync.common.db.retry import RetryPolicy
 from waha_sync.common.db.url import parse_url
 from waha_sync.common.errors import FencedError, IntegrityError
 from waha_sync.common.store.base import GcBatch, Instance, Store, StoredEntry

@@ -15,6 +15,7 @@ import ssl
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
+from waha_sync.common.db.sqlstate import sqlstate
 from waha_sync.common.db.url import ConnParams
 from waha_sync.common.errors import DatabaseUnavailable
 
@@ -106,13 +107,6 @@ def _attempt(
     return conn
 
 
-def _sqlstate(exc: BaseException) -> str | None:
-    if isinstance(exc, DatabaseError) and exc.args and isinstance(exc.args[0], dict):
-        code = exc.args[0].get("C")
-        return code if isinstance(code, str) else None
-    return None
-
-
 def _explain(p: ConnParams, exc: BaseException, timeout: float) -> tuple[str, str | None]:
     """(cause, hint) for a failed attempt, free of passwords and tracebacks."""
     root = exc.__cause__ if isinstance(exc, InterfaceError) and exc.__cause__ else exc
@@ -142,7 +136,7 @@ def _explain(p: ConnParams, exc: BaseException, timeout: float) -> tuple[str, st
         return root.strerror or type(root).__name__, None
     if isinstance(root, DatabaseError) and root.args and isinstance(root.args[0], dict):
         fields = root.args[0]
-        message, code = str(fields.get("M", "error")), _sqlstate(root)
+        message, code = str(fields.get("M", "error")), sqlstate(root)
         if code == BAD_PASSWORD:
             return (
                 f"authentication failed: {message}",
@@ -164,7 +158,7 @@ def _explain(p: ConnParams, exc: BaseException, timeout: float) -> tuple[str, st
 
 def _worth_retrying(exc: BaseException, choice: SslChoice) -> bool:
     """Whether the other half of ``allow``/``prefer`` might succeed after ``exc``."""
-    if _sqlstate(exc) == HBA_REJECTED:
+    if sqlstate(exc) == HBA_REJECTED:
         return True
     tls_failed = isinstance(exc, ssl.SSLError) or "refuses SSL" in str(exc)
     return tls_failed and choice is not False

@@ -28,7 +28,8 @@ Tables (all prefixed ``waha_sync_``):
 
 from __future__ import annotations
 
-from waha_sync.common.db.database import Database, Tx, sqlstate
+from waha_sync.common.db.database import Database, Tx
+from waha_sync.common.db.sqlstate import sqlstate
 from waha_sync.common.errors import WahaSyncError
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
@@ -188,13 +189,13 @@ def schema_version(db: Database) -> int:
     """The highest applied migration, 0 on an empty database."""
 
     def read(tx: Tx) -> int:
-        exists = tx.run(
+        exists = tx.value(
             "SELECT count(*) FROM information_schema.tables "
             "WHERE table_schema = current_schema() AND table_name = 'waha_sync_migrations'"
-        )[0][0]
+        )
         if not exists:
             return 0
-        return int(tx.run("SELECT coalesce(max(version), 0) FROM waha_sync_migrations")[0][0])
+        return int(tx.value("SELECT coalesce(max(version), 0) FROM waha_sync_migrations"))
 
     return db.transaction(read)
 
@@ -225,10 +226,10 @@ def migrate(db: Database) -> int:
 
         def record(tx: Tx, version: int = version, name: str = name) -> None:
             tx.run(
-                "INSERT INTO waha_sync_migrations (version, name) VALUES (:v, :n) "
-                "ON CONFLICT (version) DO NOTHING",
-                v=version,
-                n=name,
+                "INSERT INTO waha_sync_migrations (version, name) "
+                "VALUES (:version, :migration_name) ON CONFLICT (version) DO NOTHING",
+                version=version,
+                migration_name=name,
             )
 
         db.transaction(record)

@@ -28,7 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from waha_sync.common.db.database import _INJECT, Tx, sqlstate
+from waha_sync.common.db.database import _INJECT, Tx
+from waha_sync.common.db.sqlstate import sqlstate
 
 INJECTED_MESSAGE = "waha-sync chaos"
 
