@@ -12,8 +12,7 @@ from waha_sync.cli.command import DB, MEDIA, Command
 from waha_sync.common.config.settings import Settings
 from waha_sync.common.errors import ConfigError
 from waha_sync.common.logs import log_fields
-from waha_sync.common.store.factory import open_store
-from waha_sync.common.store.postgres import open_pg_store
+from waha_sync.common.store.factory import open_lazy_store, open_store
 from waha_sync.common.sync.scan import fmt_bytes
 from waha_sync.common.sync.trees import Tree, trees
 from waha_sync.common.words import plural
@@ -100,7 +99,7 @@ def _restore_tree(tree: Tree, settings: Settings, options: Options) -> None:
     store = open_store(
         tree.database, COMPONENT, chaos_40001_rate=chaos, wait_seconds=settings.wait_seconds
     )
-    another = functools.partial(open_pg_store, tree.database, chaos, COMPONENT)
+    another = functools.partial(open_lazy_store, tree.database, chaos, COMPONENT)
     r = restore(
         store,
         tree.settings_for(settings),

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from waha_sync.cli.command import DB, SIDECAR, Command
 from waha_sync.common.config.settings import Settings
-from waha_sync.common.store.factory import open_probe
-from waha_sync.common.store.postgres import PgStore, open_pg_store
+from waha_sync.common.store.factory import open_lazy_store, open_probe
+from waha_sync.common.store.postgres import PgStore
 from waha_sync.common.sync.trees import Tree
 
 NAME = "sidecar"
@@ -50,7 +50,7 @@ def run(settings: Settings, options: Options) -> int:
     chaos = settings.chaos_40001_rate
 
     def store(tree: Tree) -> PgStore:  # connects on first use: the sidecar survives outages
-        return open_pg_store(tree.database, chaos, COMPONENT)
+        return open_lazy_store(tree.database, chaos, COMPONENT)
 
     def probe(tree: Tree) -> PgStore:
         return open_probe(tree.database, chaos_40001_rate=chaos)

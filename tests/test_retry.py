@@ -13,7 +13,7 @@ from waha_sync.common.db.database import CONNECT_RETRY, TRANSACTION_RETRY, Datab
 from waha_sync.common.db.retry import RetryPolicy
 from waha_sync.common.db.url import parse_url
 from waha_sync.common.errors import DatabaseUnavailable
-from waha_sync.common.store.postgres import open_pg_store
+from waha_sync.common.store.factory import open_lazy_store
 from waha_sync.sidecar.tree_sync import OUTAGE_RETRY, TreeSync
 
 
@@ -76,7 +76,7 @@ def test_a_tree_in_an_outage_retries_within_the_policy(tmp_path: Path) -> None:
     root.mkdir()
     settings = Settings(sessions_dir=root, debounce_seconds=0.05, max_delay_seconds=0.5)
     down = parse_url("postgresql://u:pw@127.0.0.1:1/db?connect_timeout=1")  # refused at once
-    sync = TreeSync(settings, open_pg_store(down, 0.0, "sync"), "sessions", force=False)
+    sync = TreeSync(settings, open_lazy_store(down, 0.0, "sync"), "sessions", force=False)
     for failures in range(1, 8):
         now = max(time.monotonic(), sync.retry_at)  # due: the wait itself is not the point
         sync.step(now)

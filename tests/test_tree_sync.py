@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.support.dbtarget import DbTarget
 from waha_sync.common.config.settings import Settings
 from waha_sync.common.db.url import parse_url
-from waha_sync.common.store.postgres import open_pg_store
+from waha_sync.common.store.factory import open_lazy_store
 from waha_sync.sidecar.tree_sync import TreeSync
 
 
@@ -18,7 +18,7 @@ def _syncer(db: DbTarget, root: Path) -> TreeSync:
     root.mkdir(parents=True, exist_ok=True)
     assert db.cli("restore", "--sessions-dir", str(root)) == 0
     settings = Settings(sessions_dir=root, debounce_seconds=0.05, max_delay_seconds=0.5)
-    store = open_pg_store(parse_url(db.url), db.chaos_rate, "sync")
+    store = open_lazy_store(parse_url(db.url), db.chaos_rate, "sync")
     sync = TreeSync(settings, store, "sessions", force=False)
     sync.watcher.start()
     return sync
@@ -85,7 +85,7 @@ def test_restart_trusts_size_mtime_and_mode(plain_db: DbTarget, tmp_path: Path) 
     (tmp_path / "vol" / "new.json").write_text("[]")
     settings = sync.settings
     again = TreeSync(
-        settings, open_pg_store(parse_url(plain_db.url), 0.0, "sync"), "s", force=False
+        settings, open_lazy_store(parse_url(plain_db.url), 0.0, "sync"), "s", force=False
     )
     again.watcher.start()
     _settle(again)

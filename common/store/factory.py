@@ -2,10 +2,10 @@
 
 ``open_store`` gives a ready store: connected (waiting for the database if asked) and,
 unless told otherwise, with the schema migrated to this version. ``open_probe`` gives the
-health check's store: short timeouts, its own session, no schema work. Stores that must
-connect later, on first use (the sidecar's, which survive outages, and restore's extra
-writers in other processes), come from ``waha_sync.common.store.postgres.open_pg_store``
-and apply the schema themselves (``Store.ensure_schema``) when they start.
+health check's store: short timeouts, its own session, no schema work. ``open_lazy_store``
+gives a store that connects on first use (the sidecar's, which survive outages, and
+restore's extra writers in other processes, to which it is handed by name); its user
+applies the schema (``Store.ensure_schema``) when it starts.
 """
 
 from __future__ import annotations
@@ -48,3 +48,9 @@ def open_probe(params: ConnParams, *, chaos_40001_rate: float = 0.0) -> PgStore:
     quick = replace(params, connect_timeout=min(params.connect_timeout or PROBE_S, PROBE_S))
     db = Database(quick, chaos_40001_rate=chaos_40001_rate, component="http", io_timeout=PROBE_S)
     return PgStore(db)
+
+
+def open_lazy_store(params: ConnParams, chaos_40001_rate: float, component: str) -> PgStore:
+    """A store that connects on first use (no I/O here). Module-level with positional
+    arguments, so ``functools.partial`` of it can be handed to other processes."""
+    return PgStore(Database(params, chaos_40001_rate=chaos_40001_rate, component=component))

@@ -21,7 +21,6 @@ from waha_sync.common.db.bulk import (
     text_array,
 )
 from waha_sync.common.db.database import Database, Tx
-from waha_sync.common.db.url import ConnParams
 from waha_sync.common.errors import IntegrityError, writer_fenced
 from waha_sync.common.store import sql
 from waha_sync.common.store.base import CommitResult, GcBatch, Instance, StoredEntry
@@ -553,8 +552,3 @@ def _check_window(path: str, ends: list[int], found: int, lo: int, hi: int) -> N
 def _fenced(tx: Tx, name: str, epoch: int) -> NoReturn:
     now = tx.records(sql.INSTANCE, Instance, instance=name)
     raise writer_fenced(name, (now[0].holder, now[0].epoch) if now else None, epoch)
-
-
-def open_pg_store(params: ConnParams, chaos_40001_rate: float, component: str) -> PgStore:
-    """A store on a new connection (module-level, so it can be handed to other processes)."""
-    return PgStore(Database(params, chaos_40001_rate=chaos_40001_rate, component=component))
