@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from waha_sync.cli.command import DB, Command, no_flags
 from waha_sync.common.config.settings import Settings
+from waha_sync.common.logs import log_fields
 from waha_sync.common.store.factory import open_store
 from waha_sync.common.sync.gc import collect
 from waha_sync.common.sync.trees import trees
@@ -47,21 +48,22 @@ def options(_args: argparse.Namespace) -> Options:
 def run(settings: Settings, _options: Options) -> int:
     """Collect every tree's instance (sessions, and media when it syncs); 0."""
     for tree in trees(settings):
-        store = open_store(
-            tree.database,
-            COMPONENT,
-            chaos_40001_rate=settings.chaos_40001_rate,
-            wait_seconds=settings.wait_seconds,
-        )
-        report = collect(store, tree.instance, timedelta(hours=settings.retention_hours))
-        if not report.rows_deleted:  # collect logs its summary only when it deleted something
-            logging.getLogger(f"waha_sync.{COMPONENT}").info(
-                "gc done: instance %s: nothing to delete (history kept: %g hours); %.2fs",
-                tree.instance,
-                settings.retention_hours,
-                report.seconds,
+        with log_fields(tree=tree.label, instance=tree.instance):
+            store = open_store(
+                tree.database,
+                COMPONENT,
+                chaos_40001_rate=settings.chaos_40001_rate,
+                wait_seconds=settings.wait_seconds,
             )
-        store.close()
+            report = collect(store, tree.instance, timedelta(hours=settings.retention_hours))
+            if not report.rows_deleted:  # collect logs its summary only when it deleted something
+                logging.getLogger(f"waha_sync.{COMPONENT}").info(
+                    "gc done: instance %s: nothing to delete (history kept: %g hours); %.2fs",
+                    tree.instance,
+                    settings.retention_hours,
+                    report.seconds,
+                )
+            store.close()
     return 0
 
 

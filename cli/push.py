@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from waha_sync.cli.command import DB, Command
 from waha_sync.common.config.settings import Settings
+from waha_sync.common.logs import log_fields
 from waha_sync.common.store.factory import open_store
 from waha_sync.common.sync.push import push
 from waha_sync.common.sync.scan import fmt_bytes
@@ -55,6 +56,11 @@ def options(args: argparse.Namespace) -> Options:
 
 def run(settings: Settings, options: Options) -> int:
     """Push ``settings.sessions_dir`` (an existing folder) into ``settings.instance``; 0."""
+    with log_fields(tree="sessions", instance=settings.instance):
+        return _run(settings, options)
+
+
+def _run(settings: Settings, options: Options) -> int:
     log = logging.getLogger(f"waha_sync.{COMPONENT}")
     store = open_store(
         settings.database(),

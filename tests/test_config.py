@@ -229,6 +229,16 @@ def test_json_logs(plain_db: DbTarget, tmp_path: Path) -> None:
     assert any(line["component"] == "RESTORE" for line in lines)
     done = next(line for line in lines if line["message"].startswith("claimed instance"))
     assert (done["tree"], done["instance"]) == ("sessions", "default")
+    (tmp_path / "t" / "creds.json").write_text("{}")
+    env = plain_db.env()
+    for command in ("push", "gc"):
+        proc = waha_sync(
+            command, "--sessions-dir", str(tmp_path / "t"), "--log-format", "json", env=env
+        )
+        assert proc.returncode == 0, proc.stderr
+        lines = [json.loads(line) for line in proc.stderr.splitlines()]
+        done = next(line for line in lines if line["message"].startswith(f"{command} done"))
+        assert (done["tree"], done["instance"]) == ("sessions", "default"), done
 
 
 def _env_without_url(db: DbTarget, **extra: str) -> dict[str, str]:
