@@ -54,6 +54,11 @@ def no_flags(_sub: argparse.ArgumentParser) -> None:
     """For a command whose only flags are settings."""
 
 
+def claims_nothing(_settings: Settings, _args: argparse.Namespace) -> str | None:
+    """For a command that never claims an instance."""
+    return None
+
+
 @dataclass(frozen=True)
 class Command(Generic[OptionsT]):
     """One subcommand: its texts, flags and settings, and how it runs."""
@@ -72,6 +77,9 @@ class Command(Generic[OptionsT]):
     folder: Literal["existing", "may create"] | None = None
     finds_local: bool = False  # given no database URL, uses `up`'s embedded database
     media: bool = False  # handles media: WAHA's media settings are checked at start
+    # The instance this invocation claims (from its settings and flags), or None: given no
+    # URL, it must not take that instance from a running `up` (it would fence it).
+    claims: Callable[[Settings, argparse.Namespace], str | None] = claims_nothing
 
     def invoke(self, settings: Settings, args: argparse.Namespace) -> int:
         """Run with the options the parsed command line gives."""

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from waha_sync.common.config.settings import Settings
-from waha_sync.common.errors import ConfigError, WahaSyncError
+from waha_sync.common.errors import ConfigError, RefusedError, WahaSyncError
 
 HOLDER_WAIT_S = 30.0  # how long a command waits for another short command's hold
 
@@ -51,14 +51,17 @@ def socket_url(folder: Path, port: int) -> str:
 
 
 @contextmanager
-def embedded_database(settings: Settings, command: str, component: str) -> Iterator[str]:
+def embedded_database(
+    settings: Settings, command: str, component: str, *, claims: str | None = None
+) -> Iterator[str]:
     """The URL of ``up``'s embedded database, for ``command`` run without a URL (it logs
-    as ``component``).
+    as ``component``; ``claims``: the instance it will claim, if any).
 
     Uses the server that runs on the data folder, or starts it (durable) for
     the command's duration. Raises ``ConfigError`` (``database_url: not set``)
-    when ``up`` never ran there, ``WahaSyncError`` when another command holds
-    the folder longer than ``HOLDER_WAIT_S``.
+    when ``up`` never ran there, ``RefusedError`` when a running ``up`` syncs the
+    instance ``claims`` names (claiming it would fence ``up``), ``WahaSyncError`` when
+    another command holds the folder longer than ``HOLDER_WAIT_S``.
     """
     folder = local_db_dir(settings)
     say = logging.getLogger(f"waha_sync.{component}")
@@ -78,6 +81,13 @@ def embedded_database(settings: Settings, command: str, component: str) -> Itera
         holder = lock.holder()
         port = running_port(folder)
         if holder.get("command") == "up" and port is not None:
+            if claims is not None and holder.get("instance") == claims:
+                raise RefusedError(
+                    f"instance: `waha-sync up` (pid {holder.get('pid', '?')}) is syncing it; "
+                    f"claiming it here would stop that sync (got {claims!r})",
+                    f"waha-sync {command} --read-only --sessions-dir ./copy to look at the "
+                    "stored tree, or stop `up` first (Ctrl-C in its terminal)",
+                )
             say.info(
                 "no database URL given: using the embedded PostgreSQL of `waha-sync up` "
                 "(pid %s) in %s",

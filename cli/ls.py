@@ -12,6 +12,7 @@ from waha_sync.common.config.settings import Settings
 from waha_sync.common.db.database import Database
 from waha_sync.common.db.schema import schema_version
 from waha_sync.common.errors import WahaSyncError
+from waha_sync.common.logs import printable
 from waha_sync.common.store.factory import open_store
 
 NAME = "ls"
@@ -76,7 +77,7 @@ def run(settings: Settings, options: Options) -> int:
         print(json.dumps(rows, ensure_ascii=False))
     else:
         for row in rows:
-            print(f"{row['size_bytes']:>10}  {row['updated_at']}  {row['path']}")
+            print(f"{row['size_bytes']:>10}  {row['updated_at']}  {printable(row['path'])}")
     return 0
 
 

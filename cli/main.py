@@ -91,7 +91,8 @@ def _dispatch(cmd: Command[Any], settings: Settings, args: argparse.Namespace) -
     if cmd.folder is not None:
         require_folder(settings.sessions_dir, may_create=cmd.folder == "may create")
     if cmd.finds_local and settings.database_url is None:
-        with embedded_database(settings, cmd.name, cmd.component) as url:
+        claims = cmd.claims(settings, args)
+        with embedded_database(settings, cmd.name, cmd.component, claims=claims) as url:
             return cmd.invoke(settings.with_database(url), args)
     return cmd.invoke(settings, args)
 

@@ -148,4 +148,5 @@ COMMAND = Command(
     folder="may create",
     finds_local=True,
     media=True,
+    claims=lambda settings, args: None if args.read_only else settings.instance,
 )

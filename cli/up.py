@@ -110,7 +110,7 @@ def run(settings: Settings, options: Options) -> int:
             log.info("stopping a PostgreSQL left running in %s by an earlier run", pg.data_dir)
             stop_running(pg.data_dir)
         pg.start()
-        lock.note("up", port=pg.port)
+        lock.note("up", port=pg.port, instance=settings.instance)
         log.info(
             "no database URL given: embedded PostgreSQL in %s (port %d, durable); "
             "ls, check, push, gc and restore without a URL use it; from elsewhere: "

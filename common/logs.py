@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,6 +60,25 @@ def scrub(text: str) -> str:
     return text
 
 
+# C0 and C1 control characters and DEL: a file name may hold any of them (a terminal escape,
+# a newline that forges a log line). The newline before a ``Try:`` hint is the only one kept.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as escapes (``\\n``, ``\\x1b``) so a line
+    stays one line and a name can never drive the terminal; a newline that starts a
+    ``Try:`` hint stays."""
+
+    def shown(m: re.Match[str]) -> str:
+        char = m.group()
+        if char == "\n":
+            return char if text.startswith("Try: ", m.end()) else "\\n"
+        return "\\r" if char == "\r" else f"\\x{ord(char):02x}"
+
+    return _CONTROL.sub(shown, text)
+
+
 def _tag(record: logging.LogRecord) -> str:
     return COMPONENTS.get(record.name.rpartition(".")[2], "WAHA-SYNC")
 
@@ -67,7 +87,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         plain = record.levelno < logging.WARNING or getattr(record, "plain", False)
         level = "" if plain else f"{record.levelname.lower()}: "
-        return scrub(f"[{_tag(record)}] {level}{record.getMessage()}")
+        return scrub(f"[{_tag(record)}] {level}{printable(record.getMessage())}")
 
 
 class JsonFormatter(logging.Formatter):

@@ -237,8 +237,8 @@ def _restore_locked(
         if report.displaced:
             _name_paths(f"displaced local file (now in {report.displaced_to})", report.displaced)
             log.info(
-                "displaced %d local files to %s (kept %g hours)",
-                len(report.displaced),
+                "displaced %s to %s (kept %g hours)",
+                plural(len(report.displaced), "local file"),
                 report.displaced_to,
                 settings.displaced_retention_hours,
             )
@@ -250,7 +250,7 @@ def _name_paths(what: str, paths: list[str], verb: str = "displaced") -> None:
     for rel in paths[:LOGGED_PATHS]:
         log.info("%s: %s", what, rel)
     if len(paths) > LOGGED_PATHS:
-        log.info("... and %d more local files %s", len(paths) - LOGGED_PATHS, verb)
+        log.info("... and %s more %s", plural(len(paths) - LOGGED_PATHS, "local file"), verb)
 
 
 def _keep_volume(
@@ -389,7 +389,7 @@ def _restore_tree(
         store.close()  # forked children must not inherit an open connection
         ctx = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(
-            procs, mp_context=ctx, initializer=start_process, initargs=(factory, opts)
+            procs, mp_context=ctx, initializer=start_process, initargs=(factory, opts, os.getpid())
         ) as pool:
             pool.submit(int).result()  # fork every worker now, before we reconnect
             pending: list[Future[PageResult]] = []

@@ -11,7 +11,10 @@ stays bounded: a few pages in flight, content fetched in groups of
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import os
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -150,10 +153,32 @@ class PageWriter:
 _process_writer: PageWriter | None = None
 
 
-def start_process(factory: Callable[[], Store], opts: WriteOptions) -> None:
-    """Initializer of a restore process: its own connection and writer."""
+def start_process(factory: Callable[[], Store], opts: WriteOptions, parent: int) -> None:
+    """Initializer of a restore process forked by process ``parent``: it dies with that
+    process, then gets its own connection and writer."""
     global _process_writer
+    die_with_parent(parent)
     _process_writer = PageWriter(factory(), opts, factory)
+
+
+_PR_SET_PDEATHSIG = 1  # prctl(2) option: a signal sent to us when our parent dies (Linux)
+
+
+def die_with_parent(parent: int) -> None:
+    """SIGKILL this process as soon as ``parent`` (the process that forked it) dies.
+
+    A forked writer inherits the restore's open lock files (the target's restore lock,
+    ``up``'s data-folder lock): orphaned by a ``kill -9`` of the restore alone, it would
+    hold them forever and every later restore would wait. Uses ``prctl(PR_SET_PDEATHSIG)``
+    (Linux, prctl(2)); exits at once if ``parent`` died before the call. Raises
+    ``OSError`` if the kernel refuses.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"prctl(PR_SET_PDEATHSIG): {os.strerror(code)}")
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def write_page_in_process(page: list[StoredEntry]) -> PageResult:

@@ -169,9 +169,21 @@ def test_second_up_and_commands_without_url_share_the_running_one(up: Up, tmp_pa
     assert "instance: unknown to this database (got 'nosuch'); known: default, other" in (
         unknown.stderr
     )
+    # A restore of the instance `up` syncs would claim it and fence `up`: refused; a
+    # read-only copy is fine.
+    copy = tmp_path / "copy"
+    taken = cli("restore", "--sessions-dir", str(copy), "--local-db-dir", str(up.pg_dir))
+    assert taken.returncode == 2, taken.stderr
+    assert f"instance: `waha-sync up` (pid {up.proc.pid}) is syncing it" in taken.stderr
+    assert "--read-only" in taken.stderr.splitlines()[-1]
+    looked = cli(
+        "restore", "--read-only", "--sessions-dir", str(copy), "--local-db-dir", str(up.pg_dir)
+    )
+    assert looked.returncode == 0, looked.stderr
     assert _server_pid(up.pg_dir) == server  # the same server throughout, still running
     assert up.proc.poll() is None
     assert up.ctrl_c() == 0, up.log()
+    assert "fenced" not in up.log()
 
 
 def test_without_url_and_without_up_the_url_is_not_set(tmp_path: Path) -> None:

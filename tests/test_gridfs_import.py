@@ -143,6 +143,7 @@ def test_newest_versions_verified_and_bad_files_refused(
         Upload("default/../../../etc/cron.d/evil", b"* * * * * root true"),
         Upload("default/noweb/tampered.json", b'{"t": 1}', bad_md5=True),
         Upload("", b"{}"),
+        Upload(".waha-sync/restored.json", b'{"i": "not our marker"}'),
     ]
     dump = write_dump(tmp_path / "dump", uploads)
     code, out = run_import(db, capsys, "--dump", str(dump), "--max-file-bytes", str(32 << 20))
@@ -153,8 +154,9 @@ def test_newest_versions_verified_and_bad_files_refused(
     assert "refused default/../../../etc/cron.d/evil: outside the sessions tree" in out
     assert "refused default/noweb/tampered.json: md5 " in out and "does not match" in out
     assert "refused (no name, _id " in out
+    assert "refused .waha-sync/restored.json: .waha-sync/ is reserved for waha-sync" in out
     assert "imported media/big.bin (20.0 MiB)" in out
-    assert "; 6 refused; 3 older versions ignored; commit " in out
+    assert "; 7 refused; 3 older versions ignored; commit " in out
     assert (
         not (tmp_path / "escape.json").exists() and not (tmp_path.parent / "escape.json").exists()
     )

@@ -42,6 +42,7 @@ from waha_sync.common.errors import (
     WahaSyncError,
 )
 from waha_sync.common.store.base import Store
+from waha_sync.common.sync.marker import MARKER_DIR
 from waha_sync.common.sync.push import PushOutcome, push
 from waha_sync.common.sync.scan import fmt_bytes
 from waha_sync.init.safepath import TargetDir, check_rel
@@ -411,6 +412,9 @@ def stage(
             reason = exc.message.partition(": ")[2] or exc.message
             reason = reason.replace("refusing stored path", "outside the sessions tree")
             report.refused.append(Refused(name, reason))
+            continue
+        if rel.split("/", 1)[0] == MARKER_DIR:  # a marker here would be read as our own
+            report.refused.append(Refused(name, f"{MARKER_DIR}/ is reserved for waha-sync"))
             continue
         if gf.length > settings.max_file_bytes:
             report.refused.append(

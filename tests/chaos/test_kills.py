@@ -6,6 +6,7 @@ figures, so a failing run can be replayed exactly.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -167,3 +168,69 @@ def test_restore_sigkill_leaves_no_partial_file_and_reruns_clean(
     tally.figures["killed mid-write"] = str(mid_write)
     assert mid_write > 0, "no kill landed while files were being written"
     tally.check()
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (zombies count as gone)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="restore forks writers only on 2+ CPUs")
+def test_a_restore_killed_alone_takes_its_writer_processes_with_it(
+    plain_db: DbTarget, tmp_path: Path
+) -> None:
+    """``kill -9`` of the restore process alone (a laptop, not a pod) ends its forked writers,
+    so none keeps the restore lock and the next restore into the folder runs at once."""
+    src, target = tmp_path / "src", tmp_path / "target"
+    _source_tree(src, random.Random(7))
+    assert plain_db.cli("push", "--sessions-dir", str(src)) == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "waha_sync.cli", "restore", "--sessions-dir", str(target)],
+        env=plain_db.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        workers: list[int] = []
+        while proc.poll() is None and not workers:
+            if target.is_dir() and any(target.glob("default/*")):
+                workers = _children(proc.pid)
+            time.sleep(0.005)
+        assert workers, "restore ended before its writers could be seen"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [w for w in workers if _alive(w)], "writers outlived their restore"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    rerun = subprocess.run(
+        [sys.executable, "-m", "waha_sync.cli", "restore", "--sessions-dir", str(target)],
+        env=plain_db.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert "another restore" not in rerun.stderr
+    assert tree_digest(target) == {
+        k: v for k, v in tree_digest(src).items() if not k.endswith(("-wal", "-shm"))
+    }
