@@ -54,6 +54,16 @@ def no_flags(_sub: argparse.ArgumentParser) -> None:
     """For a command whose only flags are settings."""
 
 
+def add_force_flag(sub: argparse.ArgumentParser) -> None:
+    """``--force`` of the commands that upload (push, sidecar)."""
+    sub.add_argument(
+        "--force",
+        action="store_true",
+        help="Upload even without this instance's restore marker: claims the instance "
+        "and overwrites the stored tree.",
+    )
+
+
 def claims_nothing(_settings: Settings, _args: argparse.Namespace) -> str | None:
     """For a command that never claims an instance."""
     return None

@@ -6,7 +6,7 @@ import argparse
 import logging
 from dataclasses import dataclass
 
-from waha_sync.cli.command import DB, Command
+from waha_sync.cli.command import DB, Command, add_force_flag
 from waha_sync.common.config.settings import Settings
 from waha_sync.common.logs import log_fields
 from waha_sync.common.store.factory import open_store
@@ -39,15 +39,6 @@ SETTINGS = (
 @dataclass(frozen=True)
 class Options:
     force: bool = False  # upload without this instance's restore marker
-
-
-def add_flags(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument(
-        "--force",
-        action="store_true",
-        help="Upload even without this instance's restore marker: claims the instance "
-        "and overwrites the stored tree.",
-    )
 
 
 def options(args: argparse.Namespace) -> Options:
@@ -93,7 +84,7 @@ COMMAND = Command(
     detail=DETAIL,
     settings=SETTINGS,
     component=COMPONENT,
-    add_flags=add_flags,
+    add_flags=add_force_flag,
     options=options,
     run=run,
     folder="existing",

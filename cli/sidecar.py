@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from waha_sync.cli.command import DB, SIDECAR, Command
+from waha_sync.cli.command import DB, SIDECAR, Command, add_force_flag
 from waha_sync.common.config.settings import Settings
 from waha_sync.common.store.factory import open_lazy_store, open_probe
 from waha_sync.common.store.postgres import PgStore
@@ -28,15 +28,6 @@ SETTINGS = (*DB, *SIDECAR)
 @dataclass(frozen=True)
 class Options:
     force: bool = False  # upload without this instance's restore marker
-
-
-def add_flags(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument(
-        "--force",
-        action="store_true",
-        help="Upload even without this instance's restore marker: claims the instance "
-        "and overwrites the stored tree.",
-    )
 
 
 def options(args: argparse.Namespace) -> Options:
@@ -65,7 +56,7 @@ COMMAND = Command(
     detail=DETAIL,
     settings=SETTINGS,
     component=COMPONENT,
-    add_flags=add_flags,
+    add_flags=add_force_flag,
     options=options,
     run=run,
     folder="existing",
