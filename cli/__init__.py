@@ -1,4 +1,5 @@
-"""waha-sync: keeps WAHA's session directory in PostgreSQL or CockroachDB."""
+"""waha-sync's command line: one module per command, ``main`` dispatches (``waha-sync`` or
+``python -m waha_sync.cli``)."""
 
 from importlib.metadata import PackageNotFoundError, version
 

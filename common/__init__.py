@@ -1,1 +1,3 @@
-"""What the restore program and the sidecar share: config, database access, schema, store."""
+"""What the commands, restore and the sidecar share: ``config/`` (settings), ``db/`` (PostgreSQL
+access), ``store/`` (the Store interface and its implementations), ``sync/`` (the engine),
+``local/`` (the embedded PostgreSQL), plus errors, logging and counted words."""

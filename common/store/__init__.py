@@ -1,1 +1,2 @@
-"""The storage interface the engine speaks, and its PostgreSQL implementation."""
+"""The storage interface the engine speaks (``base``), its PostgreSQL implementation
+(``postgres``, ``sql``), an in-memory one for tests (``memory``), and the one factory."""
